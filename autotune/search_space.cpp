@@ -1,0 +1,22 @@
+#include "autotune/search_space.hpp"
+
+namespace flashmla::autotune {
+
+SearchSpace decode_mma_space(const KernelConfig& base) {
+  SearchSpace space;
+  for (int q : {16, 32, 64})
+    for (int k : {32, 64, 128})
+      for (int w : {4, 8})
+        for (int s = 1; s <= 4; ++s) {
+          KernelConfig c = base;
+          c.family = Family::decode_mma;
+          c.block_size_q = q, c.block_size_k = k, c.num_warps = w, c.num_stages = s;
+          if (auto reason = c.invalid_reason())
+            space.pruned.emplace_back(c, *reason);
+          else
+            space.valid.push_back(c);
+        }
+  return space;
+}
+
+}  // namespace flashmla::autotune

@@ -1,0 +1,47 @@
+#include "codegen/codegen.hpp"
+
+#include <fmt/format.h>
+
+namespace flashmla::codegen {
+
+std::string unit_name(const KernelConfig& config) { return config.id() + ".cu"; }
+
+std::string render(const KernelConfig& c) {
+  c.validate();
+  const char* elem = c.dtype == DType::bf16 ? "flashmla::dev::Elem::bf16" : "flashmla::dev::Elem::fp16";
+  return fmt::format(
+      R"(// flashmla generated unit: {id}
+#include "flashmla/combine.cuh"
+#include "flashmla/decode_mma.cuh"
+#include "flashmla/metadata.cuh"
+
+using Traits = flashmla::DecodeMmaTraits</*block_size_q*/ {bq}, /*block_size_k*/ {bk}, /*num_warps*/ {nw},
+                                         /*num_stages*/ {ns}, /*latent_dim*/ {latent}, /*rope_dim*/ {rope},
+                                         /*page_size*/ {page}, {elem}>;
+static_assert(sizeof(Traits::SharedPlan) == {smem}, "host and device shared-memory plans disagree");
+
+extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
+{decode}(const __grid_constant__ flashmla::DecodeParams params) {{
+  flashmla::decode_mma_kernel<Traits>(params);
+}}
+
+extern "C" __global__ void __launch_bounds__({combine_threads})
+{combine}(const __grid_constant__ flashmla::CombineParams params) {{
+  flashmla::combine_kernel<{latent}, {elem}>(params);
+}}
+
+extern "C" __global__ void __launch_bounds__({metadata_threads})
+{metadata}(const __grid_constant__ flashmla::MetadataParams params) {{
+  extern __shared__ int tiles_per_batch[];
+  flashmla::metadata_kernel(params, tiles_per_batch);
+}}
+)",
+      fmt::arg("id", c.id()), fmt::arg("bq", c.block_size_q), fmt::arg("bk", c.block_size_k),
+      fmt::arg("nw", c.num_warps), fmt::arg("ns", c.num_stages), fmt::arg("latent", c.latent_dim),
+      fmt::arg("rope", c.rope_dim), fmt::arg("page", c.page_size), fmt::arg("elem", elem),
+      fmt::arg("smem", c.shared_bytes()), fmt::arg("decode", kDecodeSymbol), fmt::arg("combine", kCombineSymbol),
+      fmt::arg("metadata", kMetadataSymbol), fmt::arg("combine_threads", kCombineThreads),
+      fmt::arg("metadata_threads", kMetadataThreads));
+}
+
+}  // namespace flashmla::codegen

@@ -1,0 +1,37 @@
+// config -> compiled binary -> loaded module, cached in memory and on disk.
+// Binary lookup: memory, then disk (DiskCache), then NVRTC. Modules are per CUDA context.
+#pragma once
+
+#include <cuda.h>
+
+#include <string>
+#include <vector>
+
+#include "flashmla/config.hpp"
+#include "jit/nvrtc.hpp"
+
+namespace flashmla::jit {
+
+struct Binary {
+  std::string cubin;
+  std::vector<KernelResources> kernels;  // ptxas report of every entry
+  enum class Source { memory, disk, compiled } source = Source::compiled;
+  double compile_seconds = 0;  // when compiled now
+};
+
+// sha256 over everything that changes the binary: rendered unit, every embedded header
+// (name and text), NVRTC options, NVRTC version, target arch and library version.
+std::string cache_key(const KernelConfig& config, const std::string& rendered_source);
+
+// Needs NVRTC only on a miss; needs no GPU.
+Binary get_binary(const KernelConfig& config);
+
+struct Module {
+  KernelConfig config;
+  CUmodule module = nullptr;
+  CUfunction decode = nullptr, combine = nullptr, metadata = nullptr;
+};
+// Loads (once per context) the module of config into the current context.
+const Module& get_module(const KernelConfig& config);
+
+}  // namespace flashmla::jit

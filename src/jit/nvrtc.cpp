@@ -1,0 +1,177 @@
+#include "jit/nvrtc.hpp"
+
+#include <dlfcn.h>
+#include <fmt/format.h>
+#include <nvrtc.h>
+
+#include <cstdlib>
+#include <regex>
+
+#include "codegen/embedded.hpp"
+#include "flashmla/error.hpp"
+
+namespace flashmla::jit {
+namespace {
+
+struct Nvrtc {
+  decltype(&::nvrtcVersion) version = nullptr;
+  decltype(&::nvrtcCreateProgram) create = nullptr;
+  decltype(&::nvrtcCompileProgram) compile = nullptr;
+  decltype(&::nvrtcGetProgramLogSize) log_size = nullptr;
+  decltype(&::nvrtcGetProgramLog) log = nullptr;
+  decltype(&::nvrtcGetCUBINSize) cubin_size = nullptr;
+  decltype(&::nvrtcGetCUBIN) cubin = nullptr;
+  decltype(&::nvrtcDestroyProgram) destroy = nullptr;
+  decltype(&::nvrtcGetErrorString) error_string = nullptr;
+  std::string error;
+};
+
+Nvrtc load() {
+  Nvrtc n;
+  std::vector<std::string> candidates = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
+  for (const char* var : {"CUDA_HOME", "CUDA_PATH"})
+    if (const char* home = std::getenv(var); home && *home) {
+      candidates.push_back(fmt::format("{}/lib64/libnvrtc.so", home));
+      candidates.push_back(fmt::format("{}/lib/libnvrtc.so", home));
+    }
+  candidates.push_back("/usr/local/cuda/lib64/libnvrtc.so");
+  void* lib = nullptr;
+  std::string tried;
+  for (const auto& path : candidates) {
+    lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (lib) break;
+    tried += (tried.empty() ? "" : ", ") + path;
+  }
+  if (!lib) {
+    n.error = fmt::format("NVRTC not found (tried {}); install the CUDA toolkit or set CUDA_HOME", tried);
+    return n;
+  }
+  auto sym = [&](auto& fn, const char* name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
+    if (!fn && n.error.empty()) n.error = fmt::format("libnvrtc lacks {}", name);
+  };
+  sym(n.version, "nvrtcVersion");
+  sym(n.create, "nvrtcCreateProgram");
+  sym(n.compile, "nvrtcCompileProgram");
+  sym(n.log_size, "nvrtcGetProgramLogSize");
+  sym(n.log, "nvrtcGetProgramLog");
+  sym(n.cubin_size, "nvrtcGetCUBINSize");
+  sym(n.cubin, "nvrtcGetCUBIN");
+  sym(n.destroy, "nvrtcDestroyProgram");
+  sym(n.error_string, "nvrtcGetErrorString");
+  return n;
+}
+
+const Nvrtc& nvrtc() {
+  static const Nvrtc instance = load();
+  if (!instance.error.empty()) throw NoDriver(instance.error);
+  return instance;
+}
+
+}  // namespace
+
+bool nvrtc_available(std::string* why_not) {
+  try {
+    nvrtc();
+    return true;
+  } catch (const NoDriver& e) {
+    if (why_not) *why_not = e.what();
+    return false;
+  }
+}
+
+std::string nvrtc_version() {
+  int major = 0, minor = 0;
+  nvrtc().version(&major, &minor);
+  return fmt::format("{}.{}", major, minor);
+}
+
+int CompileOutput::max_spill_bytes() const {
+  int worst = 0;
+  for (const auto& k : kernels) worst = std::max({worst, k.spill_store_bytes, k.spill_load_bytes, k.stack_bytes});
+  return worst;
+}
+
+const KernelResources* CompileOutput::find(const std::string& symbol) const {
+  for (const auto& k : kernels)
+    if (k.symbol == symbol) return &k;
+  return nullptr;
+}
+
+std::vector<std::string> nvrtc_options(const KernelConfig& config) {
+  return {fmt::format("--gpu-architecture={}", config.arch.name()), "--std=c++17", "--ptxas-options=-v"};
+}
+
+std::vector<KernelResources> parse_ptxas_log(const std::string& log) {
+  // ptxas prints, per entry:  Compiling entry function 'NAME' for 'sm_90a'
+  //                           Function properties for NAME
+  //                               S bytes stack frame, A bytes spill stores, B bytes spill loads
+  //                           Used R registers, ...
+  static const std::regex entry(R"(Compiling entry function '([A-Za-z_0-9]+)')");
+  static const std::regex frame(R"((\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads)");
+  static const std::regex regs(R"(Used (\d+) registers)");
+  std::vector<KernelResources> out;
+  std::size_t pos = 0;
+  while (pos < log.size()) {
+    std::size_t end = log.find('\n', pos);
+    if (end == std::string::npos) end = log.size();
+    const std::string line = log.substr(pos, end - pos);
+    pos = end + 1;
+    std::smatch m;
+    if (std::regex_search(line, m, entry)) {
+      out.push_back(KernelResources{m[1].str()});
+    } else if (!out.empty() && std::regex_search(line, m, frame)) {
+      out.back().stack_bytes = std::stoi(m[1].str());
+      out.back().spill_store_bytes = std::stoi(m[2].str());
+      out.back().spill_load_bytes = std::stoi(m[3].str());
+    } else if (!out.empty() && std::regex_search(line, m, regs)) {
+      out.back().registers = std::stoi(m[1].str());
+    }
+  }
+  return out;
+}
+
+CompileOutput compile(const KernelConfig& config, const std::string& unit_name, const std::string& source) {
+  const Nvrtc& n = nvrtc();
+  std::vector<const char*> names, sources;
+  for (const auto& f : codegen::embedded_files()) {
+    names.push_back(f.name.data());
+    sources.push_back(f.source.data());
+  }
+  nvrtcProgram prog = nullptr;
+  nvrtcResult r = n.create(&prog, source.c_str(), unit_name.c_str(), static_cast<int>(names.size()),
+                           sources.data(), names.data());
+  if (r != NVRTC_SUCCESS)
+    throw CompileError(fmt::format("nvrtcCreateProgram failed for {}: {}", config.id(), n.error_string(r)), "", "",
+                       config.id());
+  const auto options = nvrtc_options(config);
+  std::vector<const char*> opts;
+  std::string joined;
+  for (const auto& o : options) {
+    opts.push_back(o.c_str());
+    joined += (joined.empty() ? "" : " ") + o;
+  }
+  r = n.compile(prog, static_cast<int>(opts.size()), opts.data());
+  std::size_t log_size = 0;
+  n.log_size(prog, &log_size);
+  std::string log(log_size, '\0');
+  if (log_size > 0) n.log(prog, log.data());
+  while (!log.empty() && log.back() == '\0') log.pop_back();
+  if (r != NVRTC_SUCCESS) {
+    n.destroy(&prog);
+    throw CompileError(fmt::format("NVRTC failed to compile {} ({}): {}\noptions: {}\n{}", config.id(),
+                                   n.error_string(r), unit_name, joined, log),
+                       log, joined, config.id());
+  }
+  CompileOutput out;
+  std::size_t size = 0;
+  n.cubin_size(prog, &size);
+  out.cubin.resize(size);
+  n.cubin(prog, out.cubin.data());
+  n.destroy(&prog);
+  out.log = std::move(log);
+  out.kernels = parse_ptxas_log(out.log);
+  return out;
+}
+
+}  // namespace flashmla::jit

@@ -1,0 +1,189 @@
+// The operations users call: get_mla_metadata and mla_decode.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <vector>
+
+#include "codegen/codegen.hpp"
+#include "flashmla/flashmla.hpp"
+#include "jit/driver.hpp"
+#include "jit/kernel_cache.hpp"
+#include "runtime/dispatch.hpp"
+#include "runtime/validate.hpp"
+#include "runtime/workspace.hpp"
+
+// Device parameter structs, shared with the templates.
+#include "flashmla/params.cuh"
+
+#ifndef FLASHMLA_VERSION
+#define FLASHMLA_VERSION "0.0.0"
+#endif
+
+namespace flashmla {
+namespace {
+
+// Fixed cost of one split, in K tiles (load q, write a partial, combine it); FlashMLA uses 5
+// tiles of 64 keys. Not yet measured for decode_mma.
+constexpr int kSplitOverheadTiles = 2;
+
+constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
+
+Arch device_arch() {
+  const jit::DeviceInfo info = jit::current_device_info();
+  runtime::validate_arch(info.cc_major, info.cc_minor, info.name.c_str());
+  Arch arch;
+  arch.sm = info.cc_major * 10 + info.cc_minor;
+  arch.accel = arch.sm == 90;
+  return arch;
+}
+
+int q_tiles(const DecodeShape& s, const KernelConfig& c) {
+  return (runtime::rows_per_kv_head(s) + c.block_size_q - 1) / c.block_size_q;
+}
+
+int num_parts_for(const DecodeShape& s, const KernelConfig& c) {
+  const int sms = jit::current_device_info().sm_count;
+  return std::max(1, sms / (s.h_kv * q_tiles(s, c)));
+}
+
+void launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned threads, unsigned smem, CUstream stream,
+            void* params) {
+  void* args[] = {params};
+  FLASHMLA_CU(jit::driver().cuLaunchKernel(fn, gx, gy, gz, threads, 1, 1, smem, stream, args, nullptr));
+}
+
+std::size_t metadata_bytes(const DecodeShape& s, int num_parts) {
+  return align_up(std::size_t(num_parts) * kSchedWords * 4, 256) + align_up(std::size_t(s.b + 1) * 4, 256);
+}
+
+}  // namespace
+
+const char* version() { return FLASHMLA_VERSION; }
+
+KernelConfig select_config(const DecodeShape& shape, const DecodeOptions& options) {
+  runtime::validate_shape(shape);
+  return runtime::select_config(shape, device_arch(), options);
+}
+
+std::size_t metadata_workspace_size(const DecodeShape& shape, const DecodeOptions& options) {
+  const KernelConfig c = select_config(shape, options);
+  return metadata_bytes(shape, num_parts_for(shape, c));
+}
+
+MlaMetadata get_mla_metadata(const DecodeShape& shape, const int32_t* cache_seqlens, const int32_t* block_table,
+                             int64_t block_table_stride, Stream stream_in, void* workspace,
+                             const DecodeOptions& options) {
+  auto stream = reinterpret_cast<CUstream>(stream_in);
+  runtime::validate_shape(shape);
+  if (!cache_seqlens) throw InvalidArgument("cache_seqlens is a null pointer; expected a device pointer to b int32");
+  if (!block_table) throw InvalidArgument("block_table is a null pointer; expected a device pointer");
+  if (block_table_stride == 0) block_table_stride = shape.max_blocks_per_seq;
+  if (block_table_stride < shape.max_blocks_per_seq)
+    throw InvalidArgument(fmt::format("block_table_stride = {} is smaller than max_blocks_per_seq = {}",
+                                      block_table_stride, shape.max_blocks_per_seq));
+  if (shape.b > 65535) throw InvalidArgument(fmt::format("b = {}; expected at most 65535", shape.b));
+  const KernelConfig config = select_config(shape, options);
+  const auto& d = jit::driver();
+  const jit::DeviceInfo info = jit::current_device_info();
+  if (std::size_t(shape.b) * 4 > info.max_shared_optin)
+    throw InvalidArgument(fmt::format("b = {} exceeds the {} sequences the metadata kernel stages in shared memory",
+                                      shape.b, info.max_shared_optin / 4));
+
+  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
+  FLASHMLA_CU(d.cuStreamIsCapturing(stream, &capture));
+  if (options.check_seqlens && capture == CU_STREAM_CAPTURE_STATUS_NONE) {
+    std::vector<int32_t> lens(shape.b), table(std::size_t(shape.b - 1) * block_table_stride + shape.max_blocks_per_seq);
+    FLASHMLA_CU(d.cuMemcpyDtoHAsync(lens.data(), reinterpret_cast<CUdeviceptr>(cache_seqlens), lens.size() * 4, stream));
+    FLASHMLA_CU(d.cuMemcpyDtoHAsync(table.data(), reinterpret_cast<CUdeviceptr>(block_table), table.size() * 4, stream));
+    FLASHMLA_CU(d.cuStreamSynchronize(stream));
+    runtime::validate_seqlens(shape, lens, table, block_table_stride);
+  }
+
+  const jit::Module& module = jit::get_module(config);
+  MlaMetadata md;
+  md.config = config;
+  md.num_parts = num_parts_for(shape, config);
+  md.b = shape.b, md.s_q = shape.s_q, md.h_q = shape.h_q, md.h_kv = shape.h_kv;
+  const std::size_t bytes = metadata_bytes(shape, md.num_parts);
+  if (!workspace) workspace = runtime::library_workspace(stream, runtime::Purpose::metadata, bytes);
+  if (reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0)
+    throw InvalidArgument(fmt::format("metadata workspace {} is not 16-byte aligned", workspace));
+  auto* base = static_cast<char*>(workspace);
+  md.sched = reinterpret_cast<int32_t*>(base);
+  md.split_offsets = reinterpret_cast<int32_t*>(base + align_up(std::size_t(md.num_parts) * kSchedWords * 4, 256));
+
+  MetadataParams p{};
+  p.cache_seqlens = cache_seqlens;
+  p.sched = md.sched;
+  p.split_offsets = md.split_offsets;
+  p.b = shape.b;
+  p.num_parts = md.num_parts;
+  p.block_size_k = config.block_size_k;
+  p.overhead_tiles = kSplitOverheadTiles;
+  p.max_seqlen = shape.max_blocks_per_seq * shape.page_size;
+  launch(module.metadata, 1, 1, 1, codegen::kMetadataThreads, static_cast<unsigned>(shape.b * 4), stream, &p);
+  return md;
+}
+
+std::size_t decode_workspace_size(const DecodeShape& s, const MlaMetadata& md) {
+  const std::size_t rows = std::size_t(md.num_splits_max()) * s.s_q * s.h_q;
+  return align_up(rows * s.latent_dim * 4, 256) + align_up(rows * 4, 256);
+}
+
+void mla_decode(const DecodeShape& shape, const DecodeArgs& args_in, const MlaMetadata& md, Stream stream_in,
+                void* workspace) {
+  auto stream = reinterpret_cast<CUstream>(stream_in);
+  runtime::validate_shape(shape);
+  const DecodeArgs a = runtime::validate_args(shape, args_in);
+  if (!md.sched || !md.split_offsets)
+    throw InvalidArgument("metadata has null schedule pointers; compute it with get_mla_metadata");
+  if (md.b != shape.b || md.s_q != shape.s_q || md.h_q != shape.h_q || md.h_kv != shape.h_kv)
+    throw InvalidArgument(fmt::format(
+        "metadata was made for b={} s_q={} h_q={} h_kv={} but the call has b={} s_q={} h_q={} h_kv={}", md.b, md.s_q,
+        md.h_q, md.h_kv, shape.b, shape.s_q, shape.h_q, shape.h_kv));
+  const KernelConfig& c = md.config;
+  runtime::check_pinned(c, shape, device_arch(), "metadata");
+  const jit::Module& module = jit::get_module(c);
+  const std::size_t bytes = decode_workspace_size(shape, md);
+  if (!workspace) workspace = runtime::library_workspace(stream, runtime::Purpose::partials, bytes);
+  if (reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0)
+    throw InvalidArgument(fmt::format("decode workspace {} is not 16-byte aligned", workspace));
+  const std::size_t rows = std::size_t(md.num_splits_max()) * shape.s_q * shape.h_q;
+
+  DecodeParams p{};
+  p.q = a.q;
+  p.q_stride_b = a.q_strides[0], p.q_stride_s = a.q_strides[1], p.q_stride_h = a.q_strides[2];
+  p.k_cache = a.k_cache;
+  p.k_stride_block = a.k_strides[0], p.k_stride_row = a.k_strides[1], p.k_stride_head = a.k_strides[2];
+  p.block_table = a.block_table;
+  p.block_table_stride = a.block_table_stride;
+  p.cache_seqlens = a.cache_seqlens;
+  p.out = a.out;
+  p.o_stride_b = a.out_strides[0], p.o_stride_s = a.out_strides[1], p.o_stride_h = a.out_strides[2];
+  p.lse = a.lse;
+  p.o_accum = static_cast<float*>(workspace);
+  p.lse_accum = reinterpret_cast<float*>(static_cast<char*>(workspace) + align_up(rows * shape.latent_dim * 4, 256));
+  p.sched = md.sched;
+  p.split_offsets = md.split_offsets;
+  p.b = shape.b, p.s_q = shape.s_q, p.h_q = shape.h_q, p.h_kv = shape.h_kv;
+  p.max_seqlen = shape.max_blocks_per_seq * shape.page_size;
+  p.causal = a.causal ? 1 : 0;
+  const float scale = a.softmax_scale > 0.f ? a.softmax_scale : 1.f / std::sqrt(float(shape.d_qk()));
+  p.scale_log2 = scale * 1.4426950408889634f;
+  launch(module.decode, md.num_parts, q_tiles(shape, c), shape.h_kv, c.num_threads(),
+         static_cast<unsigned>(c.shared_bytes()), stream, &p);
+
+  CombineParams cp{};
+  cp.out = a.out;
+  cp.o_stride_b = p.o_stride_b, cp.o_stride_s = p.o_stride_s, cp.o_stride_h = p.o_stride_h;
+  cp.lse = a.lse;
+  cp.o_accum = p.o_accum;
+  cp.lse_accum = p.lse_accum;
+  cp.split_offsets = md.split_offsets;
+  cp.b = shape.b, cp.s_q = shape.s_q, cp.h_q = shape.h_q;
+  const int warps = codegen::kCombineThreads / 32;
+  launch(module.combine, (shape.s_q * shape.h_q + warps - 1) / warps, shape.b, 1, codegen::kCombineThreads, 0, stream,
+         &cp);
+}
+
+}  // namespace flashmla

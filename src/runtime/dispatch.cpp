@@ -1,0 +1,65 @@
+#include "runtime/dispatch.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <span>
+
+namespace flashmla::runtime {
+
+KernelConfig heuristic_config(const DecodeShape& s, Arch arch) {
+  struct Tile {
+    int q, k, warps, stages;
+  };
+  // Untuned preference order: the widest q tile the rows fill (K/V tiles are shared by all
+  // rows of a kv head, so wider q tiles read the cache fewer times), then the deepest
+  // pipeline that fits the arch's shared memory. The autotuner replaces these.
+  const int rows = rows_per_kv_head(s);
+  static constexpr Tile kWide[] = {{64, 32, 8, 3}, {64, 32, 8, 2}, {64, 64, 8, 1}, {32, 32, 8, 2}};
+  static constexpr Tile kMid[] = {{32, 64, 8, 2}, {32, 32, 8, 3}, {32, 32, 8, 2}, {16, 32, 4, 2}};
+  static constexpr Tile kNarrow[] = {{16, 64, 4, 2}, {16, 32, 4, 3}, {16, 32, 4, 2}, {16, 32, 4, 1}};
+  std::span<const Tile> order = rows > 32 ? std::span<const Tile>(kWide) : rows > 16 ? kMid : kNarrow;
+  for (const Tile& t : order) {
+    KernelConfig c;
+    c.block_size_q = t.q, c.block_size_k = t.k, c.num_warps = t.warps, c.num_stages = t.stages;
+    c.latent_dim = s.latent_dim, c.rope_dim = s.rope_dim, c.page_size = s.page_size, c.dtype = s.dtype;
+    c.arch = arch;
+    if (!c.invalid_reason()) return c;
+  }
+  throw Unsupported(fmt::format("no decode_mma config fits {} for h_q {} s_q {} latent_dim {}", arch.name(), s.h_q,
+                                s.s_q, s.latent_dim));
+}
+
+void check_pinned(const KernelConfig& c, const DecodeShape& s, Arch arch, const char* origin) {
+  auto mismatch = [&](const char* field, int have, int want) {
+    throw InvalidArgument(
+        fmt::format("{} config {} has {} = {} but the problem has {}", origin, c.id(), field, have, want));
+  };
+  if (c.dtype != s.dtype)
+    throw InvalidArgument(fmt::format("{} config {} has dtype {} but the problem has {}", origin, c.id(),
+                                      to_string(c.dtype), to_string(s.dtype)));
+  if (c.latent_dim != s.latent_dim) mismatch("latent_dim", c.latent_dim, s.latent_dim);
+  if (c.rope_dim != s.rope_dim) mismatch("rope_dim", c.rope_dim, s.rope_dim);
+  if (c.page_size != s.page_size) mismatch("page_size", c.page_size, s.page_size);
+  if (c.arch.sm != arch.sm)
+    throw InvalidArgument(
+        fmt::format("{} config {} targets {} but the GPU is {}", origin, c.id(), c.arch.name(), arch.name()));
+  if (auto reason = c.invalid_reason())
+    throw InvalidArgument(fmt::format("{} config {} cannot run: {}", origin, c.id(), *reason));
+}
+
+KernelConfig select_config(const DecodeShape& s, Arch arch, const DecodeOptions& options) {
+  if (options.config) {
+    KernelConfig c = *options.config;
+    check_pinned(c, s, arch, "pinned (DecodeOptions::config)");
+    return c;
+  }
+  if (const char* env = std::getenv("FLASHMLA_CONFIG"); env && *env) {
+    KernelConfig c = KernelConfig::parse(env);
+    check_pinned(c, s, arch, "FLASHMLA_CONFIG");
+    return c;
+  }
+  return heuristic_config(s, arch);
+}
+
+}  // namespace flashmla::runtime

@@ -1,0 +1,56 @@
+// Kernel parameter structs, shared verbatim by host code (C++20) and device code
+// (NVRTC / nvcc). Trivially copyable, passed by value as __grid_constant__.
+// Strides are in elements; the last dimension of every tensor is contiguous.
+#pragma once
+
+namespace flashmla {
+
+// Words per partition in the split-KV schedule (FlashMLA's tile_scheduler_metadata row).
+// [0] begin batch (-1: empty partition), [1] begin tile, [2] end batch (inclusive),
+// [3] end tile (exclusive, in the end batch), [4] split index of the begin batch.
+// Tiles are block_size_k keys.
+constexpr int kSchedWords = 8;
+
+struct DecodeParams {
+  const void* q;  // [b, s_q, h_q, d_qk]
+  long long q_stride_b, q_stride_s, q_stride_h;
+  const void* k_cache;  // [num_blocks, page_size, h_kv, d_qk]; V = its first latent_dim columns
+  long long k_stride_block, k_stride_row, k_stride_head;
+  const int* block_table;  // [b, max_blocks_per_seq]
+  long long block_table_stride;
+  const int* cache_seqlens;  // [b]
+  void* out;                 // [b, s_q, h_q, latent_dim], input dtype
+  long long o_stride_b, o_stride_s, o_stride_h;
+  float* lse;          // [b, h_q, s_q], contiguous, natural log
+  float* o_accum;      // [num_splits_total, s_q, h_q, latent_dim] fp32, normalised partials
+  float* lse_accum;    // [num_splits_total, s_q, h_q] fp32, natural log (-inf: no key seen)
+  const int* sched;    // [num_parts, kSchedWords]
+  const int* split_offsets;  // [b + 1], exclusive prefix sum of the splits per batch
+  int b, s_q, h_q, h_kv;
+  int max_seqlen;       // block_table capacity in keys; longer sequences are clamped on device
+  int causal;           // 1: query row s sees keys [0, s_k - s_q + s]
+  float scale_log2;     // softmax_scale * log2(e)
+};
+
+struct MetadataParams {
+  const int* cache_seqlens;  // [b]
+  int* sched;                // [num_parts, kSchedWords]
+  int* split_offsets;        // [b + 1]
+  int b;
+  int num_parts;
+  int block_size_k;     // keys per schedule tile (the decode kernel's block_size_k)
+  int overhead_tiles;   // fixed cost of one split, in tiles (load q, write partial)
+  int max_seqlen;       // block_table capacity in keys
+};
+
+struct CombineParams {
+  void* out;  // [b, s_q, h_q, latent_dim]
+  long long o_stride_b, o_stride_s, o_stride_h;
+  float* lse;                   // [b, h_q, s_q]
+  const float* o_accum;         // [num_splits_total, s_q, h_q, latent_dim]
+  const float* lse_accum;       // [num_splits_total, s_q, h_q]
+  const int* split_offsets;     // [b + 1]
+  int b, s_q, h_q;
+};
+
+}  // namespace flashmla

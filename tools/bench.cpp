@@ -1,0 +1,158 @@
+#include "tools/bench.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "flashmla/flashmla.hpp"
+#include "jit/driver.hpp"
+#include "jit/kernel_cache.hpp"
+#include "runtime/dispatch.hpp"
+#include "tools/device_buffer.hpp"
+#include "tools/half.hpp"
+
+namespace flashmla::cli {
+namespace {
+
+struct Row {
+  int b, s_q, h_q, s_k;
+};
+// PERF.md's anchor rows (DeepSeek FlashMLA measured on the same H100).
+constexpr Row kPresetRows[] = {{128, 1, 16, 4096}, {128, 1, 16, 16384}, {128, 1, 64, 8192}, {128, 1, 128, 4096},
+                               {128, 1, 128, 16384}, {128, 2, 128, 4096}, {128, 2, 128, 8192}, {1, 1, 128, 65536},
+                               {4, 1, 128, 4096}, {8, 1, 128, 8192}, {32, 1, 16, 4096}};
+
+std::string today() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d", std::gmtime(&t));
+  return buf;
+}
+
+// Fills device memory with random 16-bit floats in [-1, 1) (bf16 or fp16 bit patterns).
+void fill_random(DeviceBuffer& buf, std::size_t elems, DType dtype, uint64_t seed) {
+  std::vector<uint16_t> host(std::min<std::size_t>(elems, std::size_t(1) << 24));
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  for (auto& v : host) v = float_to_half_bits(dist(rng), dtype);
+  for (std::size_t done = 0; done < elems; done += host.size()) {
+    const std::size_t n = std::min(host.size(), elems - done);
+    buf.upload(host.data(), n * 2, done * 2);
+  }
+}
+
+struct Timing {
+  double median_us, p20_us, p80_us;
+};
+
+}  // namespace
+
+void add_bench_options(CLI::App* app, BenchOptions& o) {
+  app->add_option("--batch,-b", o.b, "batch size");
+  app->add_option("--s-q", o.s_q, "query tokens per sequence (causal when > 1)");
+  app->add_option("--h-q", o.h_q, "query heads");
+  app->add_option("--h-kv", o.h_kv, "latent KV heads");
+  app->add_option("--s-k", o.s_k, "context length of every sequence");
+  app->add_option("--page-size", o.page_size, "KV cache page size");
+  app->add_option("--latent-dim", o.latent_dim, "512 or 256");
+  app->add_option("--dtype", o.dtype, "bf16 or fp16");
+  app->add_flag("--preset", o.preset, "run the PERF.md rows instead of one problem");
+  app->add_option("--runs", o.runs, "timed runs per problem (median reported)")->check(CLI::Range(1, 100000));
+  app->add_option("--config", o.config, "pin a config id");
+  app->add_option("--json", o.json, "write the record to this file");
+  app->add_option("--commit", o.commit, "commit recorded in the JSON");
+}
+
+int cmd_bench(const BenchOptions& o) {
+  const auto& d = jit::driver();
+  jit::ensure_context();
+  const auto info = jit::current_device_info();
+  std::vector<Row> rows;
+  if (o.preset)
+    rows.assign(std::begin(kPresetRows), std::end(kPresetRows));
+  else
+    rows.push_back({o.b, o.s_q, o.h_q, o.s_k});
+  const DType dtype = parse_dtype(o.dtype);
+  const int d_qk = o.latent_dim + 64;
+
+  // One cache large enough for every row, filled once; each row gets its own random block table.
+  std::size_t max_blocks = 0;
+  for (const Row& r : rows) max_blocks = std::max<std::size_t>(max_blocks, std::size_t(r.b) * ((r.s_k + o.page_size - 1) / o.page_size));
+  const std::size_t cache_elems = max_blocks * o.page_size * o.h_kv * d_qk;
+  DeviceBuffer cache(cache_elems * 2);
+  fill_random(cache, cache_elems, dtype, 1);
+  DeviceBuffer flush(256u << 20);  // written before each timed run to evict L2
+
+  nlohmann::json record = {{"gpu", info.name}, {"date", today()}, {"commit", o.commit}, {"rows", nlohmann::json::array()}};
+  fmt::print("{:>4} {:>4} {:>4} {:>6} {:>10} {:>9} {:>9}  {}\n", "b", "s_q", "h_q", "s_k", "us", "TFLOP/s", "GB/s", "config");
+  for (const Row& r : rows) {
+    DecodeShape shape;
+    shape.b = r.b, shape.s_q = r.s_q, shape.h_q = r.h_q, shape.h_kv = o.h_kv;
+    shape.latent_dim = o.latent_dim, shape.page_size = o.page_size, shape.dtype = dtype;
+    shape.max_blocks_per_seq = (r.s_k + o.page_size - 1) / o.page_size;
+    shape.num_blocks = static_cast<int>(max_blocks);
+    std::vector<int32_t> table(std::size_t(r.b) * shape.max_blocks_per_seq);
+    std::iota(table.begin(), table.end(), 0);
+    std::shuffle(table.begin(), table.end(), std::mt19937(r.b * 7919 + r.s_k));
+    std::vector<int32_t> lens(r.b, r.s_k);
+    DeviceBuffer d_table(table.size() * 4), d_lens(lens.size() * 4);
+    d_table.upload(table.data(), table.size() * 4);
+    d_lens.upload(lens.data(), lens.size() * 4);
+    const std::size_t q_elems = std::size_t(r.b) * r.s_q * r.h_q * d_qk;
+    DeviceBuffer q(q_elems * 2), out(std::size_t(r.b) * r.s_q * r.h_q * o.latent_dim * 2),
+        lse(std::size_t(r.b) * r.s_q * r.h_q * 4);
+    fill_random(q, q_elems, dtype, 2);
+
+    DecodeOptions opts;
+    if (!o.config.empty()) opts.config = KernelConfig::parse(o.config);
+    const MlaMetadata md = get_mla_metadata(shape, d_lens.as<int32_t>(), d_table.as<int32_t>(), 0, nullptr, nullptr, opts);
+    DecodeArgs args;
+    args.q = q.get(), args.k_cache = cache.get(), args.block_table = d_table.as<int32_t>();
+    args.cache_seqlens = d_lens.as<int32_t>(), args.out = out.get(), args.lse = lse.as<float>();
+    args.causal = r.s_q > 1;
+    for (int i = 0; i < 3; ++i) mla_decode(shape, args, md, nullptr);  // warm-up (JIT, caches)
+
+    CUevent start, stop;
+    FLASHMLA_CU(d.cuEventCreate(&start, CU_EVENT_DEFAULT));
+    FLASHMLA_CU(d.cuEventCreate(&stop, CU_EVENT_DEFAULT));
+    std::vector<double> us;
+    for (int i = 0; i < o.runs; ++i) {
+      FLASHMLA_CU(d.cuMemsetD8(flush.ptr(), static_cast<unsigned char>(i), flush.bytes()));
+      FLASHMLA_CU(d.cuEventRecord(start, nullptr));
+      mla_decode(shape, args, md, nullptr);
+      FLASHMLA_CU(d.cuEventRecord(stop, nullptr));
+      FLASHMLA_CU(d.cuEventSynchronize(stop));
+      float ms = 0;
+      FLASHMLA_CU(d.cuEventElapsedTime(&ms, start, stop));
+      us.push_back(ms * 1000.0);
+    }
+    FLASHMLA_CU(d.cuEventDestroy(start));
+    FLASHMLA_CU(d.cuEventDestroy(stop));
+    std::sort(us.begin(), us.end());
+    const double median = us[us.size() / 2];
+    // PERF.md formulas.
+    const double sum_sk = double(r.b) * r.s_k;
+    const double flops = 2.0 * r.s_q * r.h_q * (d_qk + o.latent_dim) * sum_sk;
+    const double bytes = sum_sk * o.h_kv * d_qk * 2 + double(r.b) * r.s_q * r.h_q * (d_qk + o.latent_dim) * 2;
+    const double tflops = flops / (median * 1e-6) / 1e12, gbs = bytes / (median * 1e-6) / 1e9;
+    fmt::print("{:>4} {:>4} {:>4} {:>6} {:>10.1f} {:>9.1f} {:>9.0f}  {}\n", r.b, r.s_q, r.h_q, r.s_k, median, tflops, gbs,
+               md.config.id());
+    record["rows"].push_back({{"b", r.b}, {"s_q", r.s_q}, {"h_q", r.h_q}, {"s_k", r.s_k}, {"us", median},
+                              {"us_p20", us[us.size() / 5]}, {"us_p80", us[us.size() * 4 / 5]}, {"tflops", tflops},
+                              {"gbs", gbs}, {"kernel", "decode_mma"}, {"config", md.config.id()}});
+  }
+  if (!o.json.empty()) {
+    std::ofstream(o.json) << record.dump(2) << "\n";
+    fmt::print("wrote {}\n", o.json);
+  }
+  return 0;
+}
+
+}  // namespace flashmla::cli

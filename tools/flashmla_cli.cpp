@@ -1,0 +1,146 @@
+// flashmla: the command-line tool. Subcommands:
+//   info                  driver, GPUs, NVRTC version, cache folder
+//   emit <config-id>      print exactly the unit NVRTC compiles for a config
+//   compile-check         compile a search space through NVRTC; registers and spills
+//   cache [--clear]       show or clear the kernel cache folder
+//   demo                  the main job: decode + short benchmark on a GPU, compile-only without
+//   bench                 time one decode problem or the PERF.md preset rows (--json)
+// Errors are flashmla::Error exceptions; only this file turns them into exit codes.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "autotune/search_space.hpp"
+#include "codegen/codegen.hpp"
+#include "flashmla/flashmla.hpp"
+#include "jit/disk_cache.hpp"
+#include "jit/driver.hpp"
+#include "jit/kernel_cache.hpp"
+#include "jit/nvrtc.hpp"
+#include "tools/bench.hpp"
+
+namespace {
+
+using namespace flashmla;
+
+int cmd_info() {
+  fmt::print("flashmla {}\n", version());
+  std::string why;
+  if (jit::nvrtc_available(&why))
+    fmt::print("NVRTC: {}\n", jit::nvrtc_version());
+  else
+    fmt::print("NVRTC: not available ({})\n", why);
+  fmt::print("kernel cache: {}\n", jit::DiskCache::default_dir().string());
+  if (!jit::driver_available(&why)) {
+    fmt::print("GPU: none found ({})\n", why);
+    return 0;
+  }
+  const int v = jit::driver_version();
+  fmt::print("CUDA driver: {}.{}\n", v / 1000, (v % 1000) / 10);
+  for (const auto& d : jit::list_devices()) {
+    const int sm = d.cc_major * 10 + d.cc_minor;
+    fmt::print("GPU {}: {}, sm_{}{}, {} SMs, {:.1f} GiB, {} KiB shared memory per block\n", d.ordinal, d.name, sm,
+               sm == 90 ? "a" : "", d.sm_count, d.total_memory / double(1 << 30), d.max_shared_optin / 1024);
+    if (sm < 80) fmt::print("  unsupported: flashmla needs sm_80 or newer\n");
+  }
+  return 0;
+}
+
+int cmd_emit(const std::string& id) {
+  const KernelConfig c = KernelConfig::parse(id);
+  std::cout << codegen::render(c);
+  return 0;
+}
+
+// Compiles every valid config of the decode_mma space for each arch; fails on spills.
+int cmd_compile_check(const std::vector<std::string>& archs, const std::string& dtype, int latent, int page) {
+  int failures = 0, total = 0;
+  for (const auto& arch_name : archs) {
+    KernelConfig base;
+    base.arch = Arch::parse(arch_name);
+    base.dtype = parse_dtype(dtype);
+    base.latent_dim = latent;
+    base.page_size = page;
+    const auto space = autotune::decode_mma_space(base);
+    fmt::print("{}: {} valid configs, {} pruned\n", arch_name, space.valid.size(), space.pruned.size());
+    for (const auto& c : space.valid) {
+      ++total;
+      const jit::Binary b = jit::get_binary(c);
+      int regs = -1, spill = 0;
+      for (const auto& k : b.kernels) {
+        if (k.symbol == codegen::kDecodeSymbol) regs = k.registers;
+        spill = std::max({spill, k.spill_store_bytes, k.spill_load_bytes, k.stack_bytes});
+      }
+      fmt::print("  [{:3}] {:<56} regs {:3}  spill/stack {:4} B  smem {:6} B  {}\n", total, c.id(), regs, spill,
+                 c.shared_bytes(), b.source == jit::Binary::Source::compiled ? fmt::format("{:.2f} s", b.compile_seconds) : "cached");
+      if (spill > 0) ++failures;
+    }
+  }
+  fmt::print("{} configs compiled, {} with spills\n", total, failures);
+  return failures == 0 ? 0 : 1;
+}
+
+int cmd_cache(bool clear) {
+  const auto dir = jit::DiskCache::default_dir() / "kernels";
+  std::size_t files = 0, bytes = 0;
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec))
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+      if (e.is_regular_file()) ++files, bytes += e.file_size();
+  fmt::print("kernel cache {}: {} entries, {:.1f} MiB\n", dir.string(), files, bytes / double(1 << 20));
+  if (clear) {
+    std::filesystem::remove_all(dir, ec);
+    fmt::print("cleared\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"flashmla: JIT-generated Multi-head Latent Attention kernels"};
+  app.require_subcommand(1);
+  int rc = 0;
+
+  app.add_subcommand("info", "driver, GPUs, NVRTC version and cache folder")->callback([&] { rc = cmd_info(); });
+
+  auto* emit = app.add_subcommand("emit", "print the unit NVRTC compiles for a config id");
+  std::string emit_id;
+  emit->add_option("config", emit_id, "config id, e.g. decode_mma-bf16-l512-r64-p64-q64-k32-w8-s3-sm_90a")->required();
+  emit->callback([&] { rc = cmd_emit(emit_id); });
+
+  auto* check = app.add_subcommand("compile-check", "compile every valid config through NVRTC; fail on spills");
+  std::vector<std::string> archs{"sm_80", "sm_90a"};
+  std::string check_dtype = "bf16";
+  int check_latent = 512, check_page = 64;
+  check->add_option("--arch", archs, "architectures")->delimiter(',');
+  check->add_option("--dtype", check_dtype, "bf16 or fp16");
+  check->add_option("--latent-dim", check_latent, "512 or 256");
+  check->add_option("--page-size", check_page, "16, 32, 64, 128");
+  check->callback([&] { rc = cmd_compile_check(archs, check_dtype, check_latent, check_page); });
+
+  auto* cache = app.add_subcommand("cache", "show (or --clear) the kernel cache");
+  bool clear = false;
+  cache->add_flag("--clear", clear, "delete every cached kernel");
+  cache->callback([&] { rc = cmd_cache(clear); });
+
+  cli::BenchOptions bench_opts;
+  auto* bench = app.add_subcommand("bench", "time decode problems (CUDA events, L2 flushed, median)");
+  cli::add_bench_options(bench, bench_opts);
+  bench->callback([&] { rc = cli::cmd_bench(bench_opts); });
+
+  auto* demo = app.add_subcommand("demo", "main job: a checked decode and a short benchmark (compile-only without GPU)");
+  demo->callback([&] { rc = cli::cmd_demo(); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const flashmla::Error& e) {
+    fmt::print(stderr, "flashmla: error: {}\n", e.what());
+    return 2;
+  }
+  return rc;
+}
