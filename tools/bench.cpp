@@ -112,10 +112,10 @@ int cmd_bench(const BenchOptions& o) {
 
     DecodeOptions opts;
     if (!o.config.empty()) opts.config = KernelConfig::parse(o.config);
-    const MlaMetadata md = get_mla_metadata(shape, d_lens.as<int32_t>(), d_table.as<int32_t>(), 0, nullptr, nullptr, opts);
+    const MlaMetadata md = get_mla_metadata(shape, d_lens.get<int32_t>(), d_table.get<int32_t>(), 0, nullptr, nullptr, opts);
     DecodeArgs args;
-    args.q = q.get(), args.k_cache = cache.get(), args.block_table = d_table.as<int32_t>();
-    args.cache_seqlens = d_lens.as<int32_t>(), args.out = out.get(), args.lse = lse.as<float>();
+    args.q = q.get(), args.k_cache = cache.get(), args.block_table = d_table.get<int32_t>();
+    args.cache_seqlens = d_lens.get<int32_t>(), args.out = out.get(), args.lse = lse.get<float>();
     args.causal = r.s_q > 1;
     for (int i = 0; i < 3; ++i) mla_decode(shape, args, md, nullptr);  // warm-up (JIT, caches)
 

@@ -3,7 +3,6 @@
 // the dispatcher would use for sm_80 and sm_90a, and say plainly that no GPU was found.
 #include <fmt/format.h>
 
-#include <random>
 
 #include "flashmla/flashmla.hpp"
 #include "jit/driver.hpp"
@@ -52,14 +51,15 @@ int cmd_demo() {
   fmt::print("GPU: {} (sm_{}{}, {} SMs)\n", info.name, info.cc_major, info.cc_minor, info.sm_count);
 
   // 1. One decode with awkward sizes, checked against the fp64 reference.
-  MlaProblemSpec spec;
-  spec.b = 4, spec.s_q = 2, spec.h_q = 16, spec.causal = true;
-  spec.seqlens = {1000, 0, 77, 333};
-  const ProblemCheck check = run_and_check(spec, /*seed=*/std::random_device{}());
-  fmt::print("decode b={} s_q={} h_q={} s_k={{1000,0,77,333}} causal with {}: out rel. error {:.2e}, lse max error {:.2e}: {}\n",
-             spec.b, spec.s_q, spec.h_q, check.config_id, check.out_rel_error, check.lse_max_error,
-             check.passed ? "OK" : "MISMATCH");
-  if (!check.passed) return 1;
+  MlaCase c;
+  c.name = "demo";
+  c.b = 4, c.s_q = 2, c.h_q = 16, c.causal = true;
+  c.s_k = {1000, 0, 77, 333};
+  const MlaProblem problem = make_problem(c);
+  DeviceProblem device(problem);
+  const MlaCheck check = run_and_check(problem, device, std::nullopt);
+  fmt::print("decode {}\n  {}\n  {}\n", c.describe(), check.summary(), check.passed() ? "OK" : "MISMATCH");
+  if (!check.passed()) return 1;
 
   // 2. A short benchmark (PERF.md formulas).
   fmt::print("\nShort benchmark (median of 10 runs, L2 flushed):\n");

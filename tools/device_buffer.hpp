@@ -4,6 +4,7 @@
 #include <cuda.h>
 
 #include <cstddef>
+#include <vector>
 
 #include "jit/driver.hpp"
 
@@ -22,9 +23,8 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 
   CUdeviceptr ptr() const { return ptr_; }
-  void* get() const { return reinterpret_cast<void*>(ptr_); }
-  template <class T>
-  T* as() const {
+  template <class T = void>
+  T* get() const {
     return reinterpret_cast<T*>(ptr_);
   }
   std::size_t bytes() const { return bytes_; }
@@ -35,7 +35,17 @@ class DeviceBuffer {
   void download(void* host, std::size_t bytes, std::size_t offset = 0) const {
     FLASHMLA_CU(jit::driver().cuMemcpyDtoH(host, ptr_ + offset, bytes));
   }
+  template <class T>
+  void upload(const std::vector<T>& host) {
+    upload(host.data(), host.size() * sizeof(T));
+  }
+  template <class T>
+  void download(std::vector<T>& host) const {
+    download(host.data(), host.size() * sizeof(T));
+  }
   void fill_bytes(unsigned char value) { FLASHMLA_CU(jit::driver().cuMemsetD8(ptr_, value, bytes_)); }
+  // 0xFF bytes: NaN in bf16, fp16 and fp32, so unwritten outputs cannot pass a check.
+  void poison() { fill_bytes(0xff); }
 
  private:
   CUdeviceptr ptr_ = 0;

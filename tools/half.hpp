@@ -1,7 +1,8 @@
-// Host conversions between float and 16-bit float bit patterns (bf16, IEEE fp16),
-// round to nearest even; no CUDA header needed.
+// Host conversions between float and 16-bit float bit patterns (bf16, IEEE fp16), round
+// to nearest even; no CUDA header needed. Checked against GCC's _Float16 on all 65,536 halves.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -9,72 +10,58 @@
 
 namespace flashmla {
 
-inline uint16_t float_to_bf16_bits(float f) {
+inline uint32_t float_bits(float f) {
   uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+inline float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline uint16_t float_to_bf16(float f) {
+  uint32_t u = float_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even; overflow carries into inf
   return static_cast<uint16_t>(u >> 16);
 }
 
-inline float bf16_bits_to_float(uint16_t h) {
-  const uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
+inline float bf16_to_float(uint16_t h) { return bits_float(static_cast<uint32_t>(h) << 16); }
+
+inline uint16_t float_to_half(float f) {
+  const uint32_t u = float_bits(f);
+  const uint32_t sign = (u >> 16) & 0x8000u, abs_u = u & 0x7fffffffu;
+  if (abs_u > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (abs_u >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 (or inf): inf
+  if (abs_u < 0x38800000u) {  // below 2^-14: subnormal half (or zero), in units of 2^-24
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(bits_float(abs_u) * 16777216.0f)));
+  }
+  const uint32_t mantissa = abs_u & 0x7fffffu, exponent = (abs_u >> 23) - 127 + 15;
+  uint32_t h = (exponent << 10) | (mantissa >> 13);
+  const uint32_t rest = mantissa & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent
+  return static_cast<uint16_t>(sign | h);
 }
 
-inline uint16_t float_to_fp16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  const uint32_t sign = (u >> 16) & 0x8000u;
-  uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);
-  if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-  if (abs < 0x38800000u) {                                                // subnormal or zero
-    const int shift = 126 - int(abs >> 23);  // value = mant * 2^(E - 150), in units of 2^-24
-    if (shift > 24) return static_cast<uint16_t>(sign);
-    const uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
-    const uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    uint32_t r = mant >> shift;
-    if (rem > mid || (rem == mid && (r & 1u))) ++r;
-    return static_cast<uint16_t>(sign | r);
+inline float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  if (exponent == 0) {
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -magnitude : magnitude;
   }
-  abs += 0xc8000fffu + ((abs >> 13) & 1u);  // rebias exponent (-112 << 23) and round
-  return static_cast<uint16_t>(sign | (abs >> 13));
-}
-
-inline float fp16_bits_to_float(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-  uint32_t u;
-  if (exp == 0) {
-    if (mant == 0) {
-      u = sign;
-    } else {  // subnormal: normalise
-      int e = -1;
-      uint32_t m = mant;
-      do {
-        ++e;
-        m <<= 1;
-      } while ((m & 0x400u) == 0);
-      u = sign | uint32_t(127 - 15 - e) << 23 | (m & 0x3ffu) << 13;
-    }
-  } else if (exp == 31) {
-    u = sign | 0x7f800000u | mant << 13;
-  } else {
-    u = sign | (exp + 112) << 23 | mant << 13;
-  }
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
+  if (exponent == 31) return bits_float(sign | 0x7f800000u | (mantissa << 13));
+  return bits_float(sign | ((exponent - 15 + 127) << 23) | (mantissa << 13));
 }
 
 inline uint16_t float_to_half_bits(float f, DType dtype) {
-  return dtype == DType::bf16 ? float_to_bf16_bits(f) : float_to_fp16_bits(f);
+  return dtype == DType::bf16 ? float_to_bf16(f) : float_to_half(f);
 }
 inline float half_bits_to_float(uint16_t h, DType dtype) {
-  return dtype == DType::bf16 ? bf16_bits_to_float(h) : fp16_bits_to_float(h);
+  return dtype == DType::bf16 ? bf16_to_float(h) : half_to_float(h);
 }
 
 }  // namespace flashmla

@@ -1,5 +1,5 @@
-// Host helpers for the GPU tests: bf16 / IEEE half conversions (round to nearest even) and
-// an fp64 CPU reference of paged MLA decode, parallelised over (batch, head) with std::thread.
+// fp64 CPU reference of paged MLA decode, parallelised over (batch, head) with std::thread.
+// Used by the GPU tests and `flashmla demo`.
 #pragma once
 
 #include <algorithm>
@@ -12,54 +12,7 @@
 #include <thread>
 #include <vector>
 
-namespace flashmla_test {
-
-inline uint32_t float_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-inline float bits_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-inline uint16_t float_to_bf16(float f) {
-  uint32_t u = float_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even; overflow carries into inf
-  return static_cast<uint16_t>(u >> 16);
-}
-
-inline float bf16_to_float(uint16_t h) { return bits_float(static_cast<uint32_t>(h) << 16); }
-
-inline uint16_t float_to_half(float f) {
-  const uint32_t u = float_bits(f);
-  const uint32_t sign = (u >> 16) & 0x8000u, abs_u = u & 0x7fffffffu;
-  if (abs_u > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
-  if (abs_u >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 (or inf): inf
-  if (abs_u < 0x38800000u) {  // below 2^-14: subnormal half (or zero), in units of 2^-24
-    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(bits_float(abs_u) * 16777216.0f)));
-  }
-  const uint32_t mantissa = abs_u & 0x7fffffu, exponent = (abs_u >> 23) - 127 + 15;
-  uint32_t h = (exponent << 10) | (mantissa >> 13);
-  const uint32_t rest = mantissa & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent
-  return static_cast<uint16_t>(sign | h);
-}
-
-inline float half_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
-  if (exponent == 0) {
-    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
-    return sign ? -magnitude : magnitude;
-  }
-  if (exponent == 31) return bits_float(sign | 0x7f800000u | (mantissa << 13));
-  return bits_float(sign | ((exponent - 15 + 127) << 23) | (mantissa << 13));
-}
+namespace flashmla::reference {
 
 // Inputs of one decode call as host floats (the already-rounded bf16/fp16 values), in the
 // same strided layouts as on the device. The last dimension of q and k_cache is contiguous.
@@ -140,4 +93,4 @@ inline ReferenceOutputs mla_decode_reference(const ReferenceInputs& in) {
   return r;
 }
 
-}  // namespace flashmla_test
+}  // namespace flashmla::reference
