@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# One round on the GPU machine: configure and build, run every test, run compute-sanitizer
+# (memcheck, racecheck) over a subset of the GPU tests, run the decode benchmark preset,
+# and write logs plus a JSON summary to the output folder.
+#
+#   tools/device-check.sh [out_dir]      (default: $OUT, else ./device-check-out)
+#
+# Environment: FLASHMLA_COMMIT (recorded commit; default: git rev-parse), CUDA_HOME.
+# Catch2 v2 is taken from .deps/catch2/usr when present (Debian's package, unpacked there by
+# `apt-get download catch2 && dpkg -x`), since the GPU machine ships Catch2 v3.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-${OUT:-$root/device-check-out}}
+mkdir -p "$out"
+build=$root/build-device
+commit=${FLASHMLA_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+export FLASHMLA_CACHE_DIR=$build/kernel-cache
+
+prefix=""
+[ -d "$root/.deps/catch2/usr" ] && prefix="$root/.deps/catch2/usr"
+echo "== build ($commit)"
+if ! { cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" &&
+       ninja -C "$build"; } >"$out/build.log" 2>&1; then
+  tail -40 "$out/build.log"
+  echo '{"error": "build failed", "commit": "'"$commit"'"}' >"$out/device-check.json"
+  exit 1
+fi
+
+echo "== tests"
+"$build/flashmla" info | tee "$out/ctest.log"
+(cd "$build" && ctest --output-on-failure --output-junit "$out/ctest.xml") >>"$out/ctest.log" 2>&1
+tail -15 "$out/ctest.log"
+# Case-level detail of the GPU tests (Catch2 JUnit report).
+"$build/tests/gpu_test_decode_gpu" -r junit -o "$out/gpu-tests.xml" >/dev/null 2>&1
+
+echo "== compute-sanitizer"
+# Catch2 test specs: a comma separates names, so the strided case is matched by its prefix.
+subset=("mla_decode honours an explicit softmax_scale" "mla_decode with strided*")
+: >"$out/sanitizer.log"
+for tool in memcheck racecheck; do
+  for name in "${subset[@]}"; do
+    echo "-- $tool: $name" >>"$out/sanitizer.log"
+    compute-sanitizer --tool "$tool" --print-limit 20 "$build/tests/gpu_test_decode_gpu" "$name" \
+      >>"$out/sanitizer.log" 2>&1
+    echo "exit $?" >>"$out/sanitizer.log"
+  done
+done
+grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^exit|^-- " "$out/sanitizer.log"
+
+echo "== benchmark"
+"$build/flashmla" bench --preset --json "$out/decode-mma-baseline.json" --commit "$commit" | tee "$out/bench.log"
+
+python3 - "$out" "$commit" <<'PY'
+import datetime, json, re, subprocess, sys, xml.etree.ElementTree as ET
+out, commit = sys.argv[1], sys.argv[2]
+gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                     text=True).stdout.strip().splitlines()
+tests = []
+for case in ET.parse(f"{out}/ctest.xml").getroot().iter("testcase"):
+    status = case.get("status", "run")
+    if case.find("failure") is not None: status = "failed"
+    elif case.find("skipped") is not None or status == "notrun": status = "skipped"
+    else: status = "passed"
+    tests.append({"name": case.get("name"), "status": status, "time_s": float(case.get("time", 0))})
+gpu_cases = []
+try:
+    for case in ET.parse(f"{out}/gpu-tests.xml").getroot().iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        gpu_cases.append({"name": case.get("name"), "status": "failed" if failed else "passed"})
+except Exception as e:
+    gpu_cases.append({"name": "junit report unreadable", "status": "failed", "error": str(e)})
+log = open(f"{out}/sanitizer.log").read()
+errors = sum(int(n) for n in re.findall(r"ERROR SUMMARY: (\d+) error", log))
+hazards = sum(int(n) for n in re.findall(r"RACECHECK SUMMARY: (\d+) hazard", log))
+runs = len(re.findall(r"^exit \d+", log, re.M))
+summary = {
+    "gpu": gpu[0] if gpu else "unknown", "date": datetime.date.today().isoformat(), "commit": commit,
+    "passed": sum(t["status"] == "passed" for t in tests), "failed": sum(t["status"] == "failed" for t in tests),
+    "skipped": sum(t["status"] == "skipped" for t in tests), "tests": tests,
+    "gpu_test_cases": gpu_cases, "sanitizer_runs": runs, "sanitizer_errors": errors, "racecheck_hazards": hazards,
+    "sanitizer_nonzero_exits": len(re.findall(r"^exit [1-9]", log, re.M)),
+}
+json.dump(summary, open(f"{out}/device-check.json", "w"), indent=2)
+print(json.dumps({k: v for k, v in summary.items() if k not in ("tests", "gpu_test_cases")}))
+PY
