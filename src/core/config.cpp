@@ -143,14 +143,22 @@ std::optional<std::string> KernelConfig::invalid_reason() const {
         "(num_warps {} / (block_size_q {} / 16)); use block_size_k >= {}",
         block_size_k, wn, num_warps, block_size_q, 8 * wn);
   // Measured with ptxas (sm_80, sm_90a): O + S accumulators up to 144 fp32 registers per
-  // thread compile without spills (q64-k64-w8: 254 registers); 160 spill (q64-k128-w8).
+  // thread compile without spills with 8 warps (q64-k64-w8: 251 registers) and 160 spill
+  // (q64-k128-w8); with 4 warps each thread also issues twice the copies, and 144 spill
+  // (q32-k64-w4: 40 bytes) while 136 do not (q32-k32-w4: 222 registers).
   const int s_registers = 4 * block_size_k / (8 * wn);
-  if (accumulator_registers() + s_registers > 144)
+  if (s_registers > 16)
+    return fmt::format(
+        "each warp's S tile would span {} keys (block_size_k {} / {} column warps); more than 32 keys "
+        "spill (q32-k128-w4 with latent_dim 256: 8 bytes)",
+        block_size_k / wn, block_size_k, wn);
+  const int register_budget = num_warps == 4 ? 136 : 144;
+  if (accumulator_registers() + s_registers > register_budget)
     return fmt::format(
         "accumulators need {} fp32 registers per thread (O: block_size_q {} x latent_dim {} / {} threads = {}, "
-        "S: {}); more than 144 spill",
+        "S: {}); more than {} spill with {} warps",
         accumulator_registers() + s_registers, block_size_q, latent_dim, num_threads(), accumulator_registers(),
-        s_registers);
+        s_registers, register_budget, num_warps);
   if (shared_bytes() > arch.max_shared_bytes())
     return fmt::format("shared memory {} bytes exceeds the {} bytes a block may use on {}", shared_bytes(),
                        arch.max_shared_bytes(), arch.name());

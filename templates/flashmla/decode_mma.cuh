@@ -84,36 +84,53 @@ struct DecodeMma {
         hpk(params.h_q / params.h_kv),
         rows_total(params.s_q * (params.h_q / params.h_kv)) {}
 
+  // Copies: 8 threads per row, each taking 16-byte chunks c0, c0 + 8, ... of it, so that one
+  // warp instruction reads four whole 128-byte segments; a row's source address (a block
+  // table lookup for K/V) is computed once per row, and all of a thread's lookups are
+  // issued before its first copy.
+  static constexpr int kRowThreads = 8;
+  static constexpr int kRowsPerPass = T::kThreads / kRowThreads;
+  static_assert(T::kChunksPerRow % kRowThreads == 0, "d_qk is a multiple of 64");
+
+  // One pass: row r of dst <- 16-byte chunks c0, c0 + 8, ... of src (zeros when !valid).
+  __device__ void copy_row(u16* dst, int r, const u16* src, bool valid) {
+    const u32 base = dev::smem_u32(&dst[r * T::kQkPitch + (tid % kRowThreads) * 8]);
+    src += (tid % kRowThreads) * 8;
+#pragma unroll 3
+    for (int j = 0; j < T::kChunksPerRow / kRowThreads; ++j)
+      dev::cp_async_16(base + j * kRowThreads * 16, src + j * kRowThreads * 8, valid ? 16 : 0);
+  }
+
   // Q rows [row0, row0 + kBlockQ) of batch bi; rows past rows_total are zero-filled.
   __device__ void load_q(int bi) {
-    const u16* q = static_cast<const u16*>(p.q);
-#pragma unroll 1
-    for (int idx = tid; idx < T::kBlockQ * T::kChunksPerRow; idx += T::kThreads) {
-      const int r = idx / T::kChunksPerRow, chunk = idx % T::kChunksPerRow;
+#pragma unroll
+    for (int r = tid / kRowThreads; r < T::kBlockQ; r += kRowsPerPass) {
       const int row = row0 + r;
       const bool valid = row < rows_total;
       const int s = valid ? row / hpk : 0, h = kv_head * hpk + (valid ? row % hpk : 0);
-      const u16* src = q + bi * p.q_stride_b + s * p.q_stride_s + h * p.q_stride_h + chunk * 8;
-      dev::cp_async_16(dev::smem_u32(&sm.q[r * T::kQkPitch + chunk * 8]), src, valid ? 16 : 0);
+      copy_row(sm.q, r, static_cast<const u16*>(p.q) + bi * p.q_stride_b + s * p.q_stride_s + h * p.q_stride_h,
+               valid);
     }
   }
 
   // Keys [k0, k0 + kBlockK) of batch bi into stage; keys at or past k_end are zero-filled.
+  // The block-table lookups of all passes are issued before the first copy.
   __device__ void load_kv(int bi, int k0, int k_end, int stage) {
-    const u16* kc = static_cast<const u16*>(p.k_cache);
+    constexpr int kPasses = T::kBlockK / kRowsPerPass;
+    static_assert(T::kBlockK % kRowsPerPass == 0, "block_size_k is a multiple of num_warps * 4");
     const int* table = p.block_table + bi * p.block_table_stride;
-#pragma unroll 1
-    for (int idx = tid; idx < T::kBlockK * T::kChunksPerRow; idx += T::kThreads) {
-      const int r = idx / T::kChunksPerRow, chunk = idx % T::kChunksPerRow;
-      const int pos = k0 + r;
-      const bool valid = pos < k_end;
-      const u16* src = kc;
-      if (valid) {
-        const long long page = table[pos / T::kPageSize];
-        src = kc + page * p.k_stride_block + (pos % T::kPageSize) * p.k_stride_row +
-              kv_head * p.k_stride_head + chunk * 8;
-      }
-      dev::cp_async_16(dev::smem_u32(&sm.kv[stage][r * T::kQkPitch + chunk * 8]), src, valid ? 16 : 0);
+    int page[kPasses];
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int pos = k0 + tid / kRowThreads + i * kRowsPerPass;
+      page[i] = pos < k_end ? table[pos / T::kPageSize] : -1;
+    }
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int r = tid / kRowThreads + i * kRowsPerPass;
+      const u16* src = static_cast<const u16*>(p.k_cache) + static_cast<long long>(max(page[i], 0)) * p.k_stride_block +
+                       ((k0 + r) % T::kPageSize) * p.k_stride_row + kv_head * p.k_stride_head;
+      copy_row(sm.kv[stage], r, src, page[i] >= 0);
     }
   }
 
