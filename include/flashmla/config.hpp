@@ -32,20 +32,20 @@ std::string_view to_string(Family family);
 struct KernelConfig {
   Family family = Family::decode_mma;
   int block_size_q = 64;   // query rows (s_q * h_q / h_kv flattened) per CTA: 16, 32, 64
-  int block_size_k = 64;   // keys per pipeline tile: 32, 64, 128
+  int block_size_k = 32;   // keys per pipeline tile: 32, 64, 128
   int num_warps = 8;       // 4 or 8
-  int num_stages = 2;      // cp.async buffers: 1 to 4
+  int num_stages = 3;      // cp.async buffers: 1 to 4
   int latent_dim = 512;    // d_v; V is the first latent_dim columns of the cache
   int rope_dim = 64;       // d_qk = latent_dim + rope_dim
   int page_size = 64;      // keys per KV-cache block: 16, 32, 64, 128
   DType dtype = DType::bf16;
-  Arch arch{};
+  Arch arch{90, true};     // the defaults are valid on sm_90a (the H100 heuristic's h_q 128 pick)
 
   int d_qk() const { return latent_dim + rope_dim; }
   int num_threads() const { return num_warps * 32; }
 
   // Canonical id, also the text form accepted by parse():
-  // "decode_mma-bf16-l512-r64-p64-q64-k64-w8-s2-sm_90a"
+  // "decode_mma-bf16-l512-r64-p64-q64-k32-w8-s3-sm_90a"
   std::string id() const;
   static KernelConfig parse(std::string_view id);  // throws InvalidArgument naming the bad field
 

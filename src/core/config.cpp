@@ -39,7 +39,7 @@ Arch Arch::parse(std::string_view name) {
     digits.remove_suffix(1);
   }
   auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), arch.sm);
-  if (ec != std::errc{} || end != digits.data() + digits.size() || digits.empty())
+  if (ec != std::errc{} || end != digits.data() + digits.size() || digits.empty() || arch.sm < 10)
     throw InvalidArgument(fmt::format("arch '{}' is not of the form sm_80, sm_86, sm_90a", name));
   return arch;
 }
@@ -86,7 +86,7 @@ KernelConfig KernelConfig::parse(std::string_view id) {
   const auto parts = split(id, '-');
   if (parts.size() != 10)
     throw InvalidArgument(fmt::format(
-        "config id '{}' has {} fields; expected 10 as in decode_mma-bf16-l512-r64-p64-q64-k64-w8-s2-sm_90a", id,
+        "config id '{}' has {} fields; expected 10 as in decode_mma-bf16-l512-r64-p64-q64-k32-w8-s3-sm_90a", id,
         parts.size()));
   KernelConfig c;
   if (parts[0] != "decode_mma")

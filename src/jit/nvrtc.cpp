@@ -107,10 +107,21 @@ std::vector<KernelResources> parse_ptxas_log(const std::string& log) {
   //                           Function properties for NAME
   //                               S bytes stack frame, A bytes spill stores, B bytes spill loads
   //                           Used R registers, ...
+  // A non-inlined device function gets its own "Function properties for F" block (often right
+  // after its caller's); its figures go to an entry of its own (registers -1), never to the
+  // kernel printed before it.
   static const std::regex entry(R"(Compiling entry function '([A-Za-z_0-9]+)')");
+  static const std::regex props(R"(Function properties for ([A-Za-z_0-9$.]+))");
   static const std::regex frame(R"((\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads)");
   static const std::regex regs(R"(Used (\d+) registers)");
   std::vector<KernelResources> out;
+  std::string props_of;  // function named by the last "Function properties for" line
+  auto find_or_add = [&out](const std::string& name) -> KernelResources& {
+    for (auto& k : out)
+      if (k.symbol == name) return k;
+    out.push_back(KernelResources{name});
+    return out.back();
+  };
   std::size_t pos = 0;
   while (pos < log.size()) {
     std::size_t end = log.find('\n', pos);
@@ -120,10 +131,15 @@ std::vector<KernelResources> parse_ptxas_log(const std::string& log) {
     std::smatch m;
     if (std::regex_search(line, m, entry)) {
       out.push_back(KernelResources{m[1].str()});
-    } else if (!out.empty() && std::regex_search(line, m, frame)) {
-      out.back().stack_bytes = std::stoi(m[1].str());
-      out.back().spill_store_bytes = std::stoi(m[2].str());
-      out.back().spill_load_bytes = std::stoi(m[3].str());
+      props_of.clear();
+    } else if (std::regex_search(line, m, props)) {
+      props_of = m[1].str();
+    } else if (std::regex_search(line, m, frame)) {
+      if (props_of.empty() && out.empty()) continue;
+      KernelResources& k = props_of.empty() ? out.back() : find_or_add(props_of);
+      k.stack_bytes = std::stoi(m[1].str());
+      k.spill_store_bytes = std::stoi(m[2].str());
+      k.spill_load_bytes = std::stoi(m[3].str());
     } else if (!out.empty() && std::regex_search(line, m, regs)) {
       out.back().registers = std::stoi(m[1].str());
     }

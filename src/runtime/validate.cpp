@@ -60,16 +60,23 @@ DecodeArgs validate_args(const DecodeShape& s, const DecodeArgs& in) {
   if (a.block_table_stride == 0) a.block_table_stride = s.max_blocks_per_seq;
 
   // q rows and cache rows are copied in 16-byte pieces: strides are multiples of 8 elements.
+  // q and k_cache are only read, so their rows may overlap (a broadcast q, say); out rows
+  // are written and must not: b outermost, then s_q, then h_q.
   require_stride(a.q_strides[2], d_qk, 8, "q stride of h_q");
-  require_stride(a.q_strides[1], s.h_q > 1 ? a.q_strides[2] * s.h_q : d_qk, 8, "q stride of s_q");
-  require_stride(a.q_strides[0], s.s_q > 1 ? a.q_strides[1] * s.s_q : d_qk, 8, "q stride of b");
+  require_stride(a.q_strides[1], d_qk, 8, "q stride of s_q");
+  require_stride(a.q_strides[0], d_qk, 8, "q stride of b");
   require_stride(a.k_strides[2], d_qk, 8, "k_cache stride of h_kv");
   require_stride(a.k_strides[1], s.h_kv > 1 ? a.k_strides[2] * s.h_kv : d_qk, 8, "k_cache stride of page rows");
   require_stride(a.k_strides[0], a.k_strides[1] * s.page_size, 8, "k_cache stride of blocks");
   // out is written two elements at a time.
-  require_stride(a.out_strides[2], s.latent_dim, 2, "out stride of h_q");
-  require_stride(a.out_strides[1], s.h_q > 1 ? a.out_strides[2] * s.h_q : s.latent_dim, 2, "out stride of s_q");
-  require_stride(a.out_strides[0], s.s_q > 1 ? a.out_strides[1] * s.s_q : s.latent_dim, 2, "out stride of b");
+  const int64_t head_span = int64_t(s.h_q - 1) * a.out_strides[2] + s.latent_dim;
+  const int64_t token_span = int64_t(s.s_q - 1) * a.out_strides[1] + head_span;
+  if (s.h_q > 1) require_stride(a.out_strides[2], s.latent_dim, 2, "out stride of h_q");
+  if (s.s_q > 1) require_stride(a.out_strides[1], head_span, 2, "out stride of s_q");
+  if (s.b > 1) require_stride(a.out_strides[0], token_span, 2, "out stride of b");
+  for (int i = 0; i < 3; ++i)
+    if (a.out_strides[i] % 2 != 0)
+      fail(fmt::format("out stride {} = {} is odd; out is written two elements at a time", i, a.out_strides[i]));
   if (a.block_table_stride < s.max_blocks_per_seq)
     fail(fmt::format("block_table_stride = {} is smaller than max_blocks_per_seq = {}", a.block_table_stride,
                      s.max_blocks_per_seq));

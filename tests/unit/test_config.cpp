@@ -196,9 +196,9 @@ TEST_CASE("invalid_reason names each violated rule and the offending value", "[c
   sm75.arch = arch_of(75);
   KernelConfig rope32 = make(16, 32, 4, 2);
   rope32.rope_dim = 32;
-  // q64-k64-w8-s4 passes the register rule (O 128 + S 16 = 144) but needs
-  // 2*(64*584 + 4*64*584 + 64*72) + 4*(2*64 + 2*64) = 384000 bytes > 163 KiB on sm_80.
-  const KernelConfig too_big = make(64, 64, 8, 4, 512, 64, DType::bf16, arch_of(80));
+  // q16-k32-w4-s4 is far inside the register rule (O 64 + S 4) but needs
+  // 2*(16*584 + 4*32*584 + 16*40) + 4*(4*16 + 2*16) = 169856 bytes > 163 KiB on sm_80.
+  const KernelConfig too_big = make(16, 32, 4, 4, 512, 64, DType::bf16, arch_of(80));
   const std::vector<Rule> rules = {
       {"block_size_q", make(48, 32, 4, 2), {"block_size_q = 48"}},
       {"block_size_k", make(16, 16, 4, 2), {"block_size_k = 16"}},
@@ -211,9 +211,9 @@ TEST_CASE("invalid_reason names each violated rule and the offending value", "[c
       {"arch", sm75, {"sm_75"}},
       // q16 w8: one row warp, eight column warps, each needs an n8 tile: block_size_k >= 64.
       {"S-tile divisibility", make(16, 32, 8, 1), {"block_size_k = 32", "8 column warps", ">= 64"}},
-      // q64 w4 latent 512: O alone needs 64*512/128 = 256 registers per thread.
-      {"registers", make(64, 64, 4, 1), {"block_size_q 64", "latent_dim 512", "128 threads = 256"}},
-      {"shared memory", too_big, {"384000", "sm_80", std::to_string(163 * 1024)}},
+      // q64-k32-w4 latent 512: O alone needs 64*512/128 = 256 registers per thread.
+      {"registers", make(64, 32, 4, 1), {"block_size_q 64", "latent_dim 512", "128 threads = 256"}},
+      {"shared memory", too_big, {"169856", "sm_80", std::to_string(163 * 1024)}},
   };
   for (const Rule& rule : rules) {
     INFO(rule.what << ": " << rule.config.id());
@@ -224,7 +224,7 @@ TEST_CASE("invalid_reason names each violated rule and the offending value", "[c
     CHECK_THAT(message, Contains(*reason));
     CHECK_THAT(message, Contains(rule.config.id()));
   }
-  CHECK(too_big.shared_bytes() == 384000);
+  CHECK(too_big.shared_bytes() == 169856);
 }
 
 TEST_CASE("configs that fit pass invalid_reason and validate", "[config]") {
