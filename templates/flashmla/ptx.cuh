@@ -49,19 +49,20 @@ __device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], u32 addr) {
                : "r"(addr));
 }
 
-// d += a * b for one m16n8k16 tile, fp32 accumulators.
+// d += a * b for one m16n8k16 tile, fp32 accumulators. Registers only, so not volatile:
+// the compiler may interleave it with the (volatile, ordered) shared-memory loads.
 // a: rows {g, g+8} x cols {2c, 2c+8} pairs; b: k rows {2c, 2c+8} pairs x col g;
 // d: rows {g, g+8} x cols {2c, 2c+1}   (g = lane/4, c = lane%4).
 template <Elem kElem>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
   if constexpr (kElem == Elem::bf16) {
-    asm volatile(
+    asm(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   } else {
-    asm volatile(
+    asm(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
