@@ -5,6 +5,8 @@
 //   cache [--clear]       show or clear the kernel cache folder
 //   demo                  the main job: decode + short benchmark on a GPU, compile-only without
 //   bench                 time one decode problem or the PERF.md preset rows (--json)
+//   compile               ahead-of-time bundle of configs for given archs (--emit-cpp)
+//   first-call            start-up latency of this process's first decode
 // Errors are flashmla::Error exceptions; only this file turns them into exit codes.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -20,6 +22,7 @@
 #include "jit/kernel_cache.hpp"
 #include "jit/nvrtc.hpp"
 #include "tools/bench.hpp"
+#include "tools/compile_cmd.hpp"
 
 namespace {
 
@@ -130,6 +133,14 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand("bench", "time decode problems (CUDA events, L2 flushed, median)");
   cli::add_bench_options(bench, bench_opts);
   bench->callback([&] { rc = cli::cmd_bench(bench_opts); });
+
+  cli::CompileOptions compile_opts;
+  auto* compile = app.add_subcommand("compile", "compile configs ahead of time into a bundle (no GPU needed)");
+  cli::add_compile_options(compile, compile_opts);
+  compile->callback([&] { rc = cli::cmd_compile(compile_opts); });
+
+  app.add_subcommand("first-call", "time this process's first decode (start-up latency), as JSON")
+      ->callback([&] { rc = cli::cmd_first_call(); });
 
   auto* demo = app.add_subcommand("demo", "main job: a checked decode and a short benchmark (compile-only without GPU)");
   demo->callback([&] { rc = cli::cmd_demo(); });

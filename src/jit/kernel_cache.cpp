@@ -15,6 +15,8 @@
 #include "core/sha256.hpp"
 #include "flashmla/error.hpp"
 #include "flashmla/flashmla.hpp"
+#include "flashmla/bundle.hpp"
+#include "jit/bundle.hpp"
 #include "jit/disk_cache.hpp"
 #include "jit/driver.hpp"
 
@@ -68,6 +70,13 @@ Binary get_binary(const KernelConfig& config) {
   static std::mutex mutex;
   static std::unordered_map<std::string, Binary> memory;
   const std::string source = codegen::render(config);
+  if (auto from_bundle = find_in_bundles(config, source)) return *from_bundle;
+  if (!jit_allowed()) {
+    std::string searched;
+    for (const auto& b : loaded_bundles()) searched += (searched.empty() ? "" : ", ") + b;
+    throw Error(fmt::format("FLASHMLA_JIT=0 forbids compiling {}, and no loaded bundle holds it (searched: {})",
+                            config.id(), searched.empty() ? "none; set FLASHMLA_BUNDLE or call load_bundle" : searched));
+  }
   const std::string key = cache_key(config, source);
   {
     std::lock_guard lock(mutex);

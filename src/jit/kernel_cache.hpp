@@ -15,7 +15,7 @@ namespace flashmla::jit {
 struct Binary {
   std::string cubin;
   std::vector<KernelResources> kernels;  // ptxas report of every entry
-  enum class Source { memory, disk, compiled } source = Source::compiled;
+  enum class Source { memory, bundle, disk, compiled } source = Source::compiled;
   double compile_seconds = 0;  // when compiled now
 };
 
@@ -23,7 +23,9 @@ struct Binary {
 // (name and text), NVRTC options, NVRTC version, target arch and library version.
 std::string cache_key(const KernelConfig& config, const std::string& rendered_source);
 
-// Needs NVRTC only on a miss; needs no GPU.
+// Lookup: loaded bundles, memory, disk, NVRTC. Needs NVRTC (and loads it) only when no
+// bundle holds the kernel; with FLASHMLA_JIT=0 that case throws, naming the config and the
+// bundles searched. Needs no GPU.
 Binary get_binary(const KernelConfig& config);
 
 struct Module {

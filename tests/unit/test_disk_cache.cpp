@@ -19,60 +19,19 @@
 #include "jit/disk_cache.hpp"
 #include "jit/kernel_cache.hpp"
 #include "jit/nvrtc.hpp"
+#include "test_support.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 namespace jit = flashmla::jit;
+using flashmla::test::ScopedEnv;
+using flashmla::test::TempDir;
 using flashmla::DType;
 using flashmla::KernelConfig;
 
 constexpr std::size_t kHeaderBytes = 16 + 8 + 32;  // magic | payload size | sha256
 
-// A fresh, empty directory under the system temp dir, removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("flashmla-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-// Sets an environment variable for one scope and restores the old value after.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_.c_str(), old_->c_str(), 1);
-    else
-      ::unsetenv(name_.c_str());
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
 
 std::string random_bytes(std::mt19937_64& rng, std::size_t n) {
   std::string s(n, '\0');
