@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One round on the GPU machine: configure and build, run every test, run compute-sanitizer
-# (memcheck, racecheck) over a subset of the GPU tests, run the decode benchmark preset,
-# and write logs plus a JSON summary to the output folder.
+# (memcheck, racecheck) over a subset of the GPU tests, run the GPU tests again from an AOT
+# bundle with NVRTC made unavailable, time the first call (cold JIT, warm disk cache,
+# bundle), run the decode benchmark preset, and write logs plus a JSON summary.
 #
 #   tools/device-check.sh [out_dir]      (default: $OUT, else ./device-check-out)
 #
@@ -36,22 +37,41 @@ tail -15 "$out/ctest.log"
 echo "== compute-sanitizer"
 # Catch2 test specs: a comma separates names, so the strided case is matched by its prefix.
 subset=("mla_decode honours an explicit softmax_scale" "mla_decode with strided*")
-: >"$out/sanitizer.log"
+: >"$out/steps.log"
 for tool in memcheck racecheck; do
   for name in "${subset[@]}"; do
-    echo "-- $tool: $name" >>"$out/sanitizer.log"
+    echo "-- $tool: $name" >>"$out/steps.log"
     compute-sanitizer --tool "$tool" --print-limit 20 "$build/tests/gpu_test_decode_gpu" "$name" \
-      >>"$out/sanitizer.log" 2>&1
-    echo "exit $?" >>"$out/sanitizer.log"
+      >>"$out/steps.log" 2>&1
+    echo "exit $?" >>"$out/steps.log"
   done
 done
-grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^exit|^-- " "$out/sanitizer.log"
+grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^exit|^-- " "$out/steps.log"
+
+echo "== GPU tests from an AOT bundle, NVRTC unavailable"
+bundle=$build/bundle
+"$build/flashmla" compile --all --arch "$(grep -oE "sm_[0-9]+a?" "$out/ctest.log" | head -1)" -o "$bundle" \
+  >"$build/compile.log" 2>&1
+tail -1 "$build/compile.log" | tee -a "$out/steps.log"
+FLASHMLA_BUNDLE=$bundle FLASHMLA_JIT=0 FLASHMLA_NVRTC_LIBRARY=/nonexistent/libnvrtc.so \
+  "$build/tests/gpu_test_decode_gpu" >>"$out/steps.log" 2>&1
+echo "bundle gpu tests exit $?" | tee -a "$out/steps.log"
+
+echo "== first-call latency"
+cold=$(mktemp -d)
+for mode in cold_jit warm_disk_cache bundle; do
+  case $mode in
+    bundle) env FLASHMLA_CACHE_DIR="$cold" FLASHMLA_BUNDLE="$bundle" FLASHMLA_JIT=0 \
+              FLASHMLA_NVRTC_LIBRARY=/nonexistent/libnvrtc.so "$build/flashmla" first-call ;;
+    *) env FLASHMLA_CACHE_DIR="$cold" "$build/flashmla" first-call ;;
+  esac | sed "s/^{/{\"mode\": \"$mode\", /" | tee -a "$out/startup.jsonl"
+done
 
 echo "== benchmark"
-"$build/flashmla" bench --preset --json "$out/decode-mma-baseline.json" --commit "$commit" | tee "$out/bench.log"
+"$build/flashmla" bench --preset --json "$out/decode-mma-baseline.json" --commit "$commit" | tee -a "$out/steps.log"
 
 python3 - "$out" "$commit" <<'PY'
-import datetime, json, re, subprocess, sys, xml.etree.ElementTree as ET
+import datetime, json, os, re, subprocess, sys, xml.etree.ElementTree as ET
 out, commit = sys.argv[1], sys.argv[2]
 gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                      text=True).stdout.strip().splitlines()
@@ -75,10 +95,13 @@ hazards = sum(int(n) for n in re.findall(r"RACECHECK SUMMARY: (\d+) hazard", log
 runs = len(re.findall(r"^exit \d+", log, re.M))
 summary = {
     "gpu": gpu[0] if gpu else "unknown", "date": datetime.date.today().isoformat(), "commit": commit,
-    "passed": sum(t["status"] == "passed" for t in tests), "failed": sum(t["status"] == "failed" for t in tests),
+    "passed": sum(t["status"] == "passed" for t in tests),
+    "failed": sum(t["status"] == "failed" for t in tests) + (1 if not bundle_rc or bundle_rc[0] != "0" else 0),
     "skipped": sum(t["status"] == "skipped" for t in tests), "tests": tests,
     "gpu_test_cases": gpu_cases, "sanitizer_runs": runs, "sanitizer_errors": errors, "racecheck_hazards": hazards,
     "sanitizer_nonzero_exits": len(re.findall(r"^exit [1-9]", log, re.M)),
+    "bundle_gpu_tests_exit": int(bundle_rc[0]) if bundle_rc else None,
+    "first_call": startup,
 }
 json.dump(summary, open(f"{out}/device-check.json", "w"), indent=2)
 print(json.dumps({k: v for k, v in summary.items() if k not in ("tests", "gpu_test_cases")}))

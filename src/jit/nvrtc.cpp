@@ -28,13 +28,20 @@ struct Nvrtc {
 
 Nvrtc load() {
   Nvrtc n;
-  std::vector<std::string> candidates = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
-  for (const char* var : {"CUDA_HOME", "CUDA_PATH"})
-    if (const char* home = std::getenv(var); home && *home) {
-      candidates.push_back(fmt::format("{}/lib64/libnvrtc.so", home));
-      candidates.push_back(fmt::format("{}/lib/libnvrtc.so", home));
-    }
-  candidates.push_back("/usr/local/cuda/lib64/libnvrtc.so");
+  // FLASHMLA_NVRTC_LIBRARY names the one library to use; else the loader's search, then
+  // the toolkit folders.
+  std::vector<std::string> candidates;
+  if (const char* pinned = std::getenv("FLASHMLA_NVRTC_LIBRARY"); pinned && *pinned) {
+    candidates = {pinned};
+  } else {
+    candidates = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
+    for (const char* var : {"CUDA_HOME", "CUDA_PATH"})
+      if (const char* home = std::getenv(var); home && *home) {
+        candidates.push_back(fmt::format("{}/lib64/libnvrtc.so", home));
+        candidates.push_back(fmt::format("{}/lib/libnvrtc.so", home));
+      }
+    candidates.push_back("/usr/local/cuda/lib64/libnvrtc.so");
+  }
   void* lib = nullptr;
   std::string tried;
   for (const auto& path : candidates) {
@@ -43,7 +50,9 @@ Nvrtc load() {
     tried += (tried.empty() ? "" : ", ") + path;
   }
   if (!lib) {
-    n.error = fmt::format("NVRTC not found (tried {}); install the CUDA toolkit or set CUDA_HOME", tried);
+    n.error = fmt::format("NVRTC not found (tried {}); install the CUDA toolkit, or set CUDA_HOME or "
+                          "FLASHMLA_NVRTC_LIBRARY",
+                          tried);
     return n;
   }
   auto sym = [&](auto& fn, const char* name) {
