@@ -87,12 +87,12 @@ bool add_bundle(const std::string& origin, const std::string& manifest_text,
       throw Error(fmt::format("bundle {}: kernel file {} is truncated or padded: {} bytes, the manifest says {}",
                               origin, file, bytes->size(), expected));
     const std::string digest = sha256_hex(*bytes);
-    if (digest != k.at("sha256"))
+    if (digest != k.at("sha256").get<std::string>())
       throw Error(fmt::format("bundle {}: kernel file {} is corrupt: sha256 {} but the manifest says {}", origin, file,
                               digest, k.at("sha256").get<std::string>()));
     Entry e;
     e.config = config_from_json(k.at("config"));
-    if (e.config.id() != k.at("config_id"))
+    if (e.config.id() != k.at("config_id").get<std::string>())
       throw Error(fmt::format("bundle {}: kernel {} has config_id {} but its config reads {}", origin, file,
                               k.at("config_id").get<std::string>(), e.config.id()));
     e.source_hash = k.at("source_hash");
