@@ -5,7 +5,10 @@
 #include <nvrtc.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <regex>
+#include <mutex>
+#include <shared_mutex>
 
 #include "codegen/embedded.hpp"
 #include "flashmla/error.hpp"
@@ -156,7 +159,21 @@ std::vector<KernelResources> parse_ptxas_log(const std::string& log) {
   return out;
 }
 
-CompileOutput compile(const KernelConfig& config, const std::string& unit_name, const std::string& source) {
+namespace {
+
+// Compiles may run on several threads. Seen on the H100 machine (2026-11-25, two threads):
+// one compile of 41 returned an empty log, so its ptxas report (registers, spills) was lost.
+// A compile whose report lacks an entry of the unit is therefore redone alone: ordinary
+// compiles share this lock, the retry holds it exclusively.
+std::shared_mutex g_compile_lock;
+
+int count_entries(const std::string& source) {
+  int n = 0;
+  for (std::size_t at = source.find("__global__"); at != std::string::npos; at = source.find("__global__", at + 1)) ++n;
+  return n;
+}
+
+CompileOutput compile_once(const KernelConfig& config, const std::string& unit_name, const std::string& source) {
   const Nvrtc& n = nvrtc();
   std::vector<const char*> names, sources;
   for (const auto& f : codegen::embedded_files()) {
@@ -196,6 +213,29 @@ CompileOutput compile(const KernelConfig& config, const std::string& unit_name, 
   n.destroy(&prog);
   out.log = std::move(log);
   out.kernels = parse_ptxas_log(out.log);
+  return out;
+}
+
+}  // namespace
+
+CompileOutput compile(const KernelConfig& config, const std::string& unit_name, const std::string& source) {
+  const int entries = count_entries(source);
+  auto complete = [entries](const CompileOutput& out) {
+    return static_cast<int>(std::count_if(out.kernels.begin(), out.kernels.end(),
+                                          [](const KernelResources& k) { return k.registers >= 0; })) >= entries;
+  };
+  {
+    std::shared_lock lock(g_compile_lock);
+    CompileOutput out = compile_once(config, unit_name, source);
+    if (complete(out)) return out;
+  }
+  std::unique_lock lock(g_compile_lock);
+  CompileOutput out = compile_once(config, unit_name, source);
+  if (!complete(out))
+    throw CompileError(fmt::format("NVRTC compiled {} but its ptxas report names {} of {} entry functions, even "
+                                   "compiled alone; registers and spills are unknown\n{}",
+                                   config.id(), out.kernels.size(), entries, out.log),
+                       out.log, "", config.id());
   return out;
 }
 
