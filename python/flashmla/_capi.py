@@ -117,9 +117,9 @@ def candidate_paths():
 
 
 def _dlopen_mode():
-    """RTLD_LOCAL | RTLD_DEEPBIND: the library binds to its own symbols before the process's,
-    so symbols that torch's libraries export (same-named C++ template instantiations from
-    another compiler) cannot interpose on it. FLASHMLA_DLOPEN_DEEPBIND=0 turns DEEPBIND off."""
+    """RTLD_LOCAL | RTLD_DEEPBIND: the library binds to its own (header-only fmt, nlohmann_json,
+    std) instantiations before same-named ones that other libraries in the process export.
+    FLASHMLA_DLOPEN_DEEPBIND=0 turns DEEPBIND off (AddressSanitizer, for one, rejects it)."""
     mode = ctypes.RTLD_LOCAL
     if os.environ.get("FLASHMLA_DLOPEN_DEEPBIND", "1") != "0":
         mode |= getattr(os, "RTLD_DEEPBIND", 0)

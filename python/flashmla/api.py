@@ -318,7 +318,8 @@ def tune(*args, **kwargs):
 def load_bundle(path):
     """Load an ahead-of-time compiled kernel bundle (no NVRTC at run time). Not available yet."""
     raise NotImplementedError(
-        f"flashmla.load_bundle({path!r}) needs the AOT bundle loader through the C ABI (a flashmla_load_bundle "
-        "entry point in include/flashmla/flashmla.h; the AOT bundle issue), which does not exist yet. Until then "
+        f"flashmla.load_bundle({path!r}) needs a bundle loader in the C ABI (a flashmla_load_bundle entry point "
+        "in include/flashmla/flashmla.h over flashmla::load_bundle; the AOT bundle issue), which does not exist "
+        "yet. Libraries that read FLASHMLA_BUNDLE load the bundles it names when the process starts; otherwise "
         "kernels are compiled by NVRTC on first use and cached on disk (FLASHMLA_CACHE_DIR)."
     )
