@@ -69,6 +69,13 @@ flashmla_status flashmla_decode_workspace_size(const flashmla_decode_shape* shap
                                                size_t* bytes);
 flashmla_status flashmla_mla_decode(const flashmla_decode_shape* shape, const flashmla_decode_args* args,
                                     const flashmla_metadata* metadata, void* stream, void* workspace);
+/* Loads an ahead-of-time bundle folder (flashmla compile -o DIR). *loaded (may be NULL) is 1
+ * when it was loaded, 0 when it was skipped with a warning (another library version). A corrupt
+ * or truncated kernel file is FLASHMLA_ERROR_INVALID_ARGUMENT naming the file. */
+flashmla_status flashmla_load_bundle(const char* path, int* loaded);
+/* Writes the loaded bundles (paths or embedded names), newline-separated, into buf (host). */
+flashmla_status flashmla_loaded_bundles(char* buf, size_t buf_size);
+
 /* Writes the id of the config the dispatcher picks for shape into buf (host). */
 flashmla_status flashmla_select_config(const flashmla_decode_shape* shape, char* buf, size_t buf_size);
 

@@ -316,10 +316,17 @@ def tune(*args, **kwargs):
 
 
 def load_bundle(path):
-    """Load an ahead-of-time compiled kernel bundle (no NVRTC at run time). Not available yet."""
-    raise NotImplementedError(
-        f"flashmla.load_bundle({path!r}) needs a bundle loader in the C ABI (a flashmla_load_bundle entry point "
-        "in include/flashmla/flashmla.h over flashmla::load_bundle; the AOT bundle issue), which does not exist "
-        "yet. Libraries that read FLASHMLA_BUNDLE load the bundles it names when the process starts; otherwise "
-        "kernels are compiled by NVRTC on first use and cached on disk (FLASHMLA_CACHE_DIR)."
-    )
+    """Load an ahead-of-time kernel bundle folder (``flashmla compile -o DIR``): kernels it holds
+    are used without NVRTC. Returns True when loaded, False when skipped with a warning (made by
+    another library version). A corrupt or truncated kernel file raises ValueError naming it."""
+    loaded = ctypes.c_int(0)
+    _capi.check(_capi.lib().flashmla_load_bundle(os.fsencode(str(path)), ctypes.byref(loaded)),
+                "flashmla_load_bundle")
+    return bool(loaded.value)
+
+
+def loaded_bundles():
+    """Bundles loaded so far (folders, FLASHMLA_BUNDLE's included, and embedded names)."""
+    buf = ctypes.create_string_buffer(1 << 16)
+    _capi.check(_capi.lib().flashmla_loaded_bundles(buf, len(buf)), "flashmla_loaded_bundles")
+    return [b for b in buf.value.decode().split("\n") if b]

@@ -256,11 +256,39 @@ def test_get_mla_metadata_unsupported_modes():
         flashmla.get_mla_metadata(lens, 16, 1, topk=2048)
 
 
-def test_tune_and_load_bundle_are_not_available_yet():
+def test_tune_is_not_available_yet():
     with pytest.raises(NotImplementedError, match="autotuner"):
         flashmla.tune()
-    with pytest.raises(NotImplementedError, match="AOT bundle"):
-        flashmla.load_bundle("kernels.bundle")
+
+
+def _library_or_skip():
+    try:
+        return flashmla.library_path()
+    except flashmla.LibraryNotFoundError as e:
+        pytest.skip(f"libflashmla.so not built: {e}")
+
+
+def test_load_bundle_rejects_a_folder_without_manifest(tmp_path):
+    _library_or_skip()
+    with pytest.raises(ValueError, match="no manifest.json"):
+        flashmla.load_bundle(tmp_path)
+
+
+def test_load_bundle_loads_a_compiled_bundle(tmp_path):
+    lib = _library_or_skip()
+    cli = Path(lib).parent / "flashmla"
+    if not cli.is_file():
+        pytest.skip(f"the flashmla CLI is not next to {lib}")
+    configs = tmp_path / "configs.json"
+    configs.write_text('["decode_mma-fp16-l256-r64-p32-q16-k32-w4-s1-sm_80"]')
+    subprocess.run([str(cli), "compile", "--arch", "sm_80", "--configs", str(configs), "-o", str(tmp_path / "b")],
+                   check=True, capture_output=True)
+    assert flashmla.load_bundle(tmp_path / "b") is True
+    assert str(tmp_path / "b") in flashmla.loaded_bundles()
+    cubin = next((tmp_path / "b").glob("*.cubin"))
+    cubin.write_bytes(cubin.read_bytes()[:100])  # truncated copy
+    with pytest.raises(ValueError, match="truncated"):
+        flashmla.load_bundle(tmp_path / "b")
 
 
 def test_metadata_capacity_covers_the_library_layout():

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "flashmla/bundle.hpp"
 #include "flashmla/flashmla.hpp"
 
 namespace {
@@ -134,6 +135,32 @@ flashmla_status flashmla_mla_decode(const flashmla_decode_shape* shape, const fl
     a.softmax_scale = args->softmax_scale;
     a.causal = args->causal != 0;
     flashmla::mla_decode(to_cpp(shape), a, to_cpp(metadata), static_cast<flashmla::Stream>(stream), workspace);
+  });
+}
+
+flashmla_status flashmla_load_bundle(const char* path, int* loaded) {
+  return guarded([&] {
+    require(path, "path");
+    bool ok = false;
+    try {
+      ok = flashmla::load_bundle(path);
+    } catch (const flashmla::InvalidArgument&) {
+      throw;
+    } catch (const flashmla::Error& e) {  // corrupt, truncated, missing: the caller's input
+      throw flashmla::InvalidArgument(e.what());
+    }
+    if (loaded) *loaded = ok ? 1 : 0;
+  });
+}
+
+flashmla_status flashmla_loaded_bundles(char* buf, size_t buf_size) {
+  return guarded([&] {
+    require(buf, "buf");
+    std::string list;
+    for (const auto& b : flashmla::loaded_bundles()) list += (list.empty() ? "" : "\n") + b;
+    if (buf_size < list.size() + 1)
+      throw flashmla::InvalidArgument("buf_size " + std::to_string(buf_size) + " < " + std::to_string(list.size() + 1));
+    std::memcpy(buf, list.c_str(), list.size() + 1);
   });
 }
 
