@@ -24,9 +24,10 @@ struct EmbeddedBundle {
   std::size_t count;
 };
 
-// Loads a bundle folder (manifest.json + one .cubin per kernel). Every binary is checked
-// against the manifest's sha256: a corrupt or truncated one throws flashmla::Error naming the
-// file. A bundle made by another library version is skipped with a warning (returns false).
+// Loads a bundle folder (manifest.json + one .cubin per kernel). A missing or truncated
+// kernel file throws flashmla::Error naming it; each binary is checked against the manifest's
+// sha256 when first used, and a corrupt one throws then, naming the file. A bundle made by
+// another library version is skipped with a warning (returns false).
 bool load_bundle(const std::string& path);
 bool register_embedded_bundle(const EmbeddedBundle& bundle);
 // Bundles loaded so far (paths or embedded names), FLASHMLA_BUNDLE's included.

@@ -29,11 +29,15 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// A bundle kernel. Its bytes are read and checked against the manifest's sha256 on first
+// use, so that loading a bundle of hundreds of kernels costs a stat per file, not a hash.
 struct Entry {
   KernelConfig config;
   std::string source_hash;
-  std::string origin;
-  Binary binary;
+  std::string origin, file, sha256;
+  std::size_t bytes = 0;
+  std::function<std::optional<std::string>()> read;  // the kernel file's bytes
+  Binary binary;                                     // cubin filled on first use
 };
 
 struct Registry {
@@ -59,7 +63,9 @@ std::optional<std::string> read_file(const fs::path& path) {
 }
 
 // Parses and verifies a manifest; `read` returns a kernel file's bytes.
+// `size_of` and `read` give a kernel file's size and bytes (a folder's files, or arrays).
 bool add_bundle(const std::string& origin, const std::string& manifest_text,
+                const std::function<std::optional<std::size_t>(const std::string&)>& size_of,
                 const std::function<std::optional<std::string>(const std::string&)>& read) {
   json manifest;
   try {
@@ -80,16 +86,12 @@ bool add_bundle(const std::string& origin, const std::string& manifest_text,
   std::set<std::string> archs;
   for (const json& k : manifest.at("kernels")) {
     const std::string file = k.at("file");
-    const auto bytes = read(file);
-    if (!bytes) throw Error(fmt::format("bundle {}: kernel file {} is missing", origin, file));
     const std::size_t expected = k.at("bytes");
-    if (bytes->size() != expected)
+    const auto size = size_of(file);
+    if (!size) throw Error(fmt::format("bundle {}: kernel file {} is missing", origin, file));
+    if (*size != expected)
       throw Error(fmt::format("bundle {}: kernel file {} is truncated or padded: {} bytes, the manifest says {}",
-                              origin, file, bytes->size(), expected));
-    const std::string digest = sha256_hex(*bytes);
-    if (digest != k.at("sha256").get<std::string>())
-      throw Error(fmt::format("bundle {}: kernel file {} is corrupt: sha256 {} but the manifest says {}", origin, file,
-                              digest, k.at("sha256").get<std::string>()));
+                              origin, file, *size, expected));
     Entry e;
     e.config = config_from_json(k.at("config"));
     if (e.config.id() != k.at("config_id").get<std::string>())
@@ -97,7 +99,10 @@ bool add_bundle(const std::string& origin, const std::string& manifest_text,
                               k.at("config_id").get<std::string>(), e.config.id()));
     e.source_hash = k.at("source_hash");
     e.origin = origin;
-    e.binary.cubin = *bytes;
+    e.file = file;
+    e.sha256 = k.at("sha256");
+    e.bytes = expected;
+    e.read = [read, file] { return read(file); };
     e.binary.source = Binary::Source::bundle;
     for (const json& r : k.at("resources"))
       e.binary.kernels.push_back({r.at("symbol"), r.at("registers"), r.at("stack"), r.at("spill_stores"),
@@ -117,7 +122,14 @@ bool load_folder(const std::string& path) {
   const fs::path dir(path);
   const auto manifest = read_file(dir / "manifest.json");
   if (!manifest) throw Error(fmt::format("bundle {}: no manifest.json there", path));
-  return add_bundle(path, *manifest, [&dir](const std::string& file) { return read_file(dir / file); });
+  return add_bundle(
+      path, *manifest,
+      [dir](const std::string& file) -> std::optional<std::size_t> {
+        std::error_code ec;
+        const auto size = fs::file_size(dir / file, ec);
+        return ec ? std::nullopt : std::optional<std::size_t>(size);
+      },
+      [dir](const std::string& file) { return read_file(dir / file); });
 }
 
 void load_env_bundles() {
@@ -172,6 +184,18 @@ std::optional<Binary> find_in_bundles(const KernelConfig& config, const std::str
     }
   const auto it = reg.by_id.find(config.id());
   if (it == reg.by_id.end()) return std::nullopt;
+  Entry& e = it->second;
+  if (e.binary.cubin.empty()) {  // first use: read and verify
+    const auto bytes = e.read();
+    if (!bytes || bytes->size() != e.bytes)
+      throw Error(fmt::format("bundle {}: kernel file {} is missing or truncated ({} bytes, the manifest says {})",
+                              e.origin, e.file, bytes ? bytes->size() : 0, e.bytes));
+    const std::string digest = sha256_hex(*bytes);
+    if (digest != e.sha256)
+      throw Error(fmt::format("bundle {}: kernel file {} is corrupt: sha256 {} but the manifest says {}", e.origin,
+                              e.file, digest, e.sha256));
+    e.binary.cubin = *bytes;
+  }
   if (it->second.source_hash != source_hash(config, rendered_source)) {
     if (reg.warned.insert(config.id()).second)
       log_warning(fmt::format("kernel {} in bundle {} was compiled from other templates than this library's; not used",
@@ -258,12 +282,23 @@ namespace flashmla {
 bool load_bundle(const std::string& path) { return jit::load_folder(path); }
 
 bool register_embedded_bundle(const EmbeddedBundle& bundle) {
-  return jit::add_bundle(bundle.name, bundle.manifest_json, [&bundle](const std::string& file) -> std::optional<std::string> {
+  // The arrays live as long as the program (static storage of the generated source).
+  const auto find = [bundle](const std::string& file) -> const EmbeddedKernel* {
     for (std::size_t i = 0; i < bundle.count; ++i)
-      if (file == bundle.kernels[i].file)
-        return std::string(reinterpret_cast<const char*>(bundle.kernels[i].data), bundle.kernels[i].size);
-    return std::nullopt;
-  });
+      if (file == bundle.kernels[i].file) return &bundle.kernels[i];
+    return nullptr;
+  };
+  return jit::add_bundle(
+      bundle.name, bundle.manifest_json,
+      [find](const std::string& file) -> std::optional<std::size_t> {
+        const EmbeddedKernel* k = find(file);
+        return k ? std::optional<std::size_t>(k->size) : std::nullopt;
+      },
+      [find](const std::string& file) -> std::optional<std::string> {
+        const EmbeddedKernel* k = find(file);
+        if (!k) return std::nullopt;
+        return std::string(reinterpret_cast<const char*>(k->data), k->size);
+      });
 }
 
 std::vector<std::string> loaded_bundles() {

@@ -1,5 +1,5 @@
-// AOT bundles: compiled for sm_80 + sm_90a, written, loaded, hash-checked; corrupt and
-// truncated copies are errors naming the file; another library version is skipped;
+// AOT bundles: compiled for sm_80 + sm_90a, written, loaded, hash-checked; truncated (at
+// load) and corrupt (at first use) copies are errors naming the file; another library version is skipped;
 // FLASHMLA_JIT=0 names what was searched; a process served by bundles never loads libnvrtc.
 #include <catch2/catch.hpp>
 
@@ -116,11 +116,18 @@ TEST_CASE("a corrupt or truncated bundle is an error naming the file", "[bundle]
   const fs::path victim = dir.path() / (configs[1].id() + ".cubin");
   const std::string good = slurp(victim);
 
+  // A flipped byte keeps the size: found when the kernel is first used.
   std::string flipped = good;
   flipped[flipped.size() / 2] ^= 0x01;
   spit(victim, flipped);
-  const std::string corrupt = load_error(dir.path());
-  CHECK_THAT(corrupt, Contains(configs[1].id() + ".cubin") && Contains("corrupt"));
+  REQUIRE(load_error(dir.path()).empty());
+  CHECK(jit::get_binary(configs[0]).source == jit::Binary::Source::bundle);  // an intact neighbour
+  try {
+    jit::get_binary(configs[1]);
+    FAIL("a corrupt kernel file was used");
+  } catch (const flashmla::Error& e) {
+    CHECK_THAT(std::string(e.what()), Contains(configs[1].id() + ".cubin") && Contains("corrupt"));
+  }
 
   spit(victim, good.substr(0, good.size() / 3));
   const std::string truncated = load_error(dir.path());
