@@ -60,6 +60,9 @@ struct DecodeOptions {
   // sequences longer than their block table or block ids out of range. Synchronises the
   // stream; skipped automatically while the stream is being captured into a graph.
   bool check_seqlens = true;
+  // Mean context length used to pick a tuning-table bucket when the lengths are not copied
+  // to the host (check_seqlens off, or graph capture). 0: half the block table's capacity.
+  double seqlen_hint = 0;
 };
 
 // The split-KV schedule of one decoding step: FlashMLA's (tile_scheduler_metadata,
@@ -89,8 +92,11 @@ std::size_t decode_workspace_size(const DecodeShape& shape, const MlaMetadata& m
 void mla_decode(const DecodeShape& shape, const DecodeArgs& args, const MlaMetadata& metadata, Stream stream,
                 void* workspace = nullptr);
 
-// The config the dispatcher picks for a shape on the current device (after FLASHMLA_CONFIG).
+// The config the dispatcher picks for a shape on the current device: DecodeOptions::config,
+// FLASHMLA_CONFIG, the tuning tables (configs/, $FLASHMLA_CACHE_DIR/tuning/), the heuristic.
 KernelConfig select_config(const DecodeShape& shape, const DecodeOptions& options = {});
+// The same choice with the entry or rule that made it.
+std::string explain_config(const DecodeShape& shape, const DecodeOptions& options = {});
 
 // Library version, "major.minor.patch".
 const char* version();

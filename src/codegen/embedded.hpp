@@ -12,5 +12,7 @@ struct EmbeddedFile {
 };
 
 std::span<const EmbeddedFile> embedded_files();
+// The shipped tuning tables (configs/*.json), embedded at build time; may be empty.
+std::span<const EmbeddedFile> embedded_tables();
 
 }  // namespace flashmla::codegen

@@ -9,6 +9,7 @@
 #include "jit/driver.hpp"
 #include "jit/kernel_cache.hpp"
 #include "runtime/dispatch.hpp"
+#include "runtime/tuning.hpp"
 #include "runtime/validate.hpp"
 #include "runtime/workspace.hpp"
 
@@ -60,14 +61,28 @@ std::size_t metadata_bytes(const DecodeShape& s, int num_parts) {
 
 const char* version() { return FLASHMLA_VERSION; }
 
-KernelConfig select_config(const DecodeShape& shape, const DecodeOptions& options) {
+namespace {
+runtime::Selection select_for_device(const DecodeShape& shape, const DecodeOptions& options, double mean_seqlen) {
   runtime::validate_shape(shape);
-  return runtime::select_config(shape, device_arch(), options);
+  const Arch arch = device_arch();
+  return runtime::select(shape, arch, options, runtime::tables_for(jit::current_device_info()), mean_seqlen);
+}
+}  // namespace
+
+KernelConfig select_config(const DecodeShape& shape, const DecodeOptions& options) {
+  return select_for_device(shape, options, 0).config;
 }
 
-std::size_t metadata_workspace_size(const DecodeShape& shape, const DecodeOptions& options) {
-  const KernelConfig c = select_config(shape, options);
-  return metadata_bytes(shape, num_parts_for(shape, c));
+std::string explain_config(const DecodeShape& shape, const DecodeOptions& options) {
+  const runtime::Selection s = select_for_device(shape, options, 0);
+  return s.config.id() + ": " + s.explanation;
+}
+
+std::size_t metadata_workspace_size(const DecodeShape& shape, const DecodeOptions&) {
+  // The config (hence num_parts) is chosen in get_mla_metadata, possibly from the lengths
+  // themselves; num_parts never exceeds the SM count, so size for that.
+  runtime::validate_shape(shape);
+  return metadata_bytes(shape, jit::current_device_info().sm_count);
 }
 
 MlaMetadata get_mla_metadata(const DecodeShape& shape, const int32_t* cache_seqlens, const int32_t* block_table,
@@ -82,7 +97,6 @@ MlaMetadata get_mla_metadata(const DecodeShape& shape, const int32_t* cache_seql
     throw InvalidArgument(fmt::format("block_table_stride = {} is smaller than max_blocks_per_seq = {}",
                                       block_table_stride, shape.max_blocks_per_seq));
   if (shape.b > 65535) throw InvalidArgument(fmt::format("b = {}; expected at most 65535", shape.b));
-  const KernelConfig config = select_config(shape, options);
   const auto& d = jit::driver();
   const jit::DeviceInfo info = jit::current_device_info();
   if (std::size_t(shape.b) * 4 > info.max_shared_optin)
@@ -91,13 +105,16 @@ MlaMetadata get_mla_metadata(const DecodeShape& shape, const int32_t* cache_seql
 
   CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
   FLASHMLA_CU(d.cuStreamIsCapturing(stream, &capture));
+  double mean_seqlen = 0;  // known when the lengths are copied to the host
   if (options.check_seqlens && capture == CU_STREAM_CAPTURE_STATUS_NONE) {
     std::vector<int32_t> lens(shape.b), table(std::size_t(shape.b - 1) * block_table_stride + shape.max_blocks_per_seq);
     FLASHMLA_CU(d.cuMemcpyDtoHAsync(lens.data(), reinterpret_cast<CUdeviceptr>(cache_seqlens), lens.size() * 4, stream));
     FLASHMLA_CU(d.cuMemcpyDtoHAsync(table.data(), reinterpret_cast<CUdeviceptr>(block_table), table.size() * 4, stream));
     FLASHMLA_CU(d.cuStreamSynchronize(stream));
     runtime::validate_seqlens(shape, lens, table, block_table_stride);
+    for (int32_t len : lens) mean_seqlen += double(len) / shape.b;
   }
+  const KernelConfig config = select_for_device(shape, options, mean_seqlen).config;
 
   const jit::Module& module = jit::get_module(config);
   MlaMetadata md;

@@ -54,18 +54,35 @@ void check_pinned(const KernelConfig& c, const DecodeShape& s, Arch arch, const 
     throw InvalidArgument(fmt::format("{} config {} cannot run: {}", origin, c.id(), *reason));
 }
 
-KernelConfig select_config(const DecodeShape& s, Arch arch, const DecodeOptions& options) {
+Selection select(const DecodeShape& s, Arch arch, const DecodeOptions& options,
+                 const std::vector<autotune::TuningTable>& tables, double mean_seqlen) {
   if (options.config) {
-    KernelConfig c = *options.config;
-    check_pinned(c, s, arch, "pinned (DecodeOptions::config)");
-    return c;
+    check_pinned(*options.config, s, arch, "pinned (DecodeOptions::config)");
+    return {*options.config, "pinned by DecodeOptions::config"};
   }
   if (const char* env = std::getenv("FLASHMLA_CONFIG"); env && *env) {
     KernelConfig c = KernelConfig::parse(env);
     check_pinned(c, s, arch, "FLASHMLA_CONFIG");
-    return c;
+    return {c, "pinned by FLASHMLA_CONFIG"};
   }
-  return heuristic_config(s, arch);
+  if (mean_seqlen <= 0) mean_seqlen = options.seqlen_hint > 0 ? options.seqlen_hint
+                                                              : 0.5 * s.max_blocks_per_seq * s.page_size;
+  const autotune::Choice choice = autotune::lookup(tables, autotune::make_key(s, mean_seqlen));
+  if (choice.config) {
+    KernelConfig c = *choice.config;
+    c.arch = arch;  // tables record the arch they were tuned on; the device's wins
+    try {
+      check_pinned(c, s, arch, "tuning table");
+      return {c, choice.explanation};
+    } catch (const InvalidArgument& e) {
+      return {heuristic_config(s, arch), choice.explanation + "; not usable (" + e.what() + "); heuristic"};
+    }
+  }
+  return {heuristic_config(s, arch), choice.explanation};
+}
+
+KernelConfig select_config(const DecodeShape& s, Arch arch, const DecodeOptions& options) {
+  return select(s, arch, options, {}, 0).config;
 }
 
 }  // namespace flashmla::runtime
