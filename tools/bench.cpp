@@ -16,7 +16,7 @@
 #include "jit/kernel_cache.hpp"
 #include "runtime/dispatch.hpp"
 #include "tools/device_buffer.hpp"
-#include "tools/half.hpp"
+#include "tools/decode_timer.hpp"
 
 namespace flashmla::cli {
 namespace {
@@ -35,22 +35,6 @@ std::string today() {
   std::strftime(buf, sizeof(buf), "%Y-%m-%d", std::gmtime(&t));
   return buf;
 }
-
-// Fills device memory with random 16-bit floats in [-1, 1) (bf16 or fp16 bit patterns).
-void fill_random(DeviceBuffer& buf, std::size_t elems, DType dtype, uint64_t seed) {
-  std::vector<uint16_t> host(std::min<std::size_t>(elems, std::size_t(1) << 24));
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  for (auto& v : host) v = float_to_half_bits(dist(rng), dtype);
-  for (std::size_t done = 0; done < elems; done += host.size()) {
-    const std::size_t n = std::min(host.size(), elems - done);
-    buf.upload(host.data(), n * 2, done * 2);
-  }
-}
-
-struct Timing {
-  double median_us, p20_us, p80_us;
-};
 
 }  // namespace
 
@@ -71,7 +55,7 @@ void add_bench_options(CLI::App* app, BenchOptions& o) {
 }
 
 int cmd_bench(const BenchOptions& o) {
-  const auto& d = jit::driver();
+  jit::driver();  // throws NoDriver, naming why, before anything is allocated
   jit::ensure_context();
   const auto info = jit::current_device_info();
   std::vector<Row> rows;
@@ -88,7 +72,7 @@ int cmd_bench(const BenchOptions& o) {
   const std::size_t cache_elems = max_blocks * o.page_size * o.h_kv * d_qk;
   DeviceBuffer cache(cache_elems * 2);
   fill_random(cache, cache_elems, dtype, 1);
-  DeviceBuffer flush(256u << 20);  // written before each timed run to evict L2
+  DeviceBuffer flush(kL2FlushBytes);  // written before each timed run to evict L2
 
   nlohmann::json record = {{"gpu", info.name}, {"date", today()}, {"commit", o.commit}, {"rows", nlohmann::json::array()}};
   fmt::print("{:>4} {:>4} {:>4} {:>6} {:>10} {:>9} {:>9}  {}\n", "b", "s_q", "h_q", "s_k", "us", "TFLOP/s", "GB/s", "config");
@@ -117,26 +101,8 @@ int cmd_bench(const BenchOptions& o) {
     args.q = q.get(), args.k_cache = cache.get(), args.block_table = d_table.get<int32_t>();
     args.cache_seqlens = d_lens.get<int32_t>(), args.out = out.get(), args.lse = lse.get<float>();
     args.causal = r.s_q > 1;
-    for (int i = 0; i < 3; ++i) mla_decode(shape, args, md, nullptr);  // warm-up (JIT, caches)
-
-    CUevent start, stop;
-    FLASHMLA_CU(d.cuEventCreate(&start, CU_EVENT_DEFAULT));
-    FLASHMLA_CU(d.cuEventCreate(&stop, CU_EVENT_DEFAULT));
-    std::vector<double> us;
-    for (int i = 0; i < o.runs; ++i) {
-      FLASHMLA_CU(d.cuMemsetD8(flush.ptr(), static_cast<unsigned char>(i), flush.bytes()));
-      FLASHMLA_CU(d.cuEventRecord(start, nullptr));
-      mla_decode(shape, args, md, nullptr);
-      FLASHMLA_CU(d.cuEventRecord(stop, nullptr));
-      FLASHMLA_CU(d.cuEventSynchronize(stop));
-      float ms = 0;
-      FLASHMLA_CU(d.cuEventElapsedTime(&ms, start, stop));
-      us.push_back(ms * 1000.0);
-    }
-    FLASHMLA_CU(d.cuEventDestroy(start));
-    FLASHMLA_CU(d.cuEventDestroy(stop));
-    std::sort(us.begin(), us.end());
-    const double median = us[us.size() / 2];
+    const autotune::Timing t = time_decode(shape, args, md, o.runs, flush);
+    const double median = t.median_us;
     // PERF.md formulas.
     const double sum_sk = double(r.b) * r.s_k;
     const double flops = 2.0 * r.s_q * r.h_q * (d_qk + o.latent_dim) * sum_sk;
@@ -145,7 +111,7 @@ int cmd_bench(const BenchOptions& o) {
     fmt::print("{:>4} {:>4} {:>4} {:>6} {:>10.1f} {:>9.1f} {:>9.0f}  {}\n", r.b, r.s_q, r.h_q, r.s_k, median, tflops, gbs,
                md.config.id());
     record["rows"].push_back({{"b", r.b}, {"s_q", r.s_q}, {"h_q", r.h_q}, {"s_k", r.s_k}, {"us", median},
-                              {"us_p20", us[us.size() / 5]}, {"us_p80", us[us.size() * 4 / 5]}, {"tflops", tflops},
+                              {"us_p20", t.p20_us}, {"us_p80", t.p80_us}, {"tflops", tflops},
                               {"gbs", gbs}, {"kernel", "decode_mma"}, {"config", md.config.id()}});
   }
   if (!o.json.empty()) {
