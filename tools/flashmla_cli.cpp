@@ -5,16 +5,22 @@
 //   cache [--clear]       show or clear the kernel cache folder
 //   demo                  the main job: decode + short benchmark on a GPU, compile-only without
 //   bench                 time one decode problem or the PERF.md preset rows (--json)
+//   tune                  autotune on this GPU into a tuning table (--explain a shape's choice)
 //   compile               ahead-of-time bundle of configs for given archs (--emit-cpp)
 //   first-call            start-up latency of this process's first decode
 // Errors are flashmla::Error exceptions; only this file turns them into exit codes.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "autotune/search_space.hpp"
+#include "autotune/tuner.hpp"
+#include "autotune/tuning_table.hpp"
+#include "runtime/tuning.hpp"
 #include "codegen/codegen.hpp"
 #include "flashmla/flashmla.hpp"
 #include "jit/disk_cache.hpp"
@@ -85,6 +91,47 @@ int cmd_compile_check(const std::vector<std::string>& archs, const std::string& 
   return failures == 0 ? 0 : 1;
 }
 
+struct TuneArgs {
+  std::string shapes = "preset";
+  double budget = 15;
+  int runs = 20, jobs = 0;
+  std::string out, explain;
+};
+
+int cmd_tune(const TuneArgs& a) {
+  std::string why;
+  if (!jit::driver_available(&why)) {
+    fmt::print(stderr, "flashmla tune needs a GPU: {}\n", why);
+    return 1;
+  }
+  if (!a.explain.empty()) {
+    const autotune::TuneShape t = autotune::parse_shape(a.explain);
+    DecodeShape s;
+    s.b = t.b, s.s_q = t.s_q, s.h_q = t.h_q, s.h_kv = t.h_kv, s.page_size = t.page_size, s.latent_dim = t.latent_dim;
+    s.dtype = t.dtype, s.max_blocks_per_seq = (t.s_k + t.page_size - 1) / t.page_size, s.num_blocks = 1;
+    DecodeOptions o;
+    o.seqlen_hint = t.s_k;
+    fmt::print("{}\n", explain_config(s, o));
+    return 0;
+  }
+  autotune::TuneOptions o;
+  o.shapes = a.shapes == "preset" ? autotune::preset_shapes() : autotune::shapes_from_file(a.shapes);
+  o.budget_minutes = a.budget, o.runs = a.runs, o.jobs = a.jobs;
+  const auto start = std::chrono::steady_clock::now();
+  const autotune::TuningTable table = autotune::tune(o, stdout);
+  const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
+  const std::string out = !a.out.empty() ? a.out
+                                         : runtime::user_tuning_dir() + "/" + autotune::gpu_slug(table.device.name) + ".json";
+  std::filesystem::create_directories(std::filesystem::path(out).parent_path());
+  std::ofstream(out) << autotune::dump_table(table);
+  fmt::print("\n{:<44} {:>12} {:>12} {:>8}\n", "problem class", "heuristic us", "tuned us", "speedup");
+  for (const auto& e : table.entries)
+    fmt::print("{:<44} {:>12.1f} {:>12.1f} {:>7.2f}x  {}\n", e.key.describe().substr(11), e.heuristic_us, e.median_us,
+               e.heuristic_us / e.median_us, e.config.id());
+  fmt::print("tuned {} shapes in {:.1f} minutes; wrote {}\n", table.entries.size(), minutes, out);
+  return 0;
+}
+
 int cmd_cache(bool clear) {
   const auto dir = jit::DiskCache::default_dir() / "kernels";
   std::size_t files = 0, bytes = 0;
@@ -128,6 +175,17 @@ int main(int argc, char** argv) {
   bool clear = false;
   cache->add_flag("--clear", clear, "delete every cached kernel");
   cache->callback([&] { rc = cmd_cache(clear); });
+
+  TuneArgs tune_args;
+  auto* tune = app.add_subcommand("tune", "autotune configs on this GPU and write a tuning table");
+  tune->add_option("--shapes", tune_args.shapes, "'preset' (PERF.md rows) or a JSON file of shapes");
+  tune->add_option("--budget", tune_args.budget, "minutes; candidates left when it runs out are recorded as not run");
+  tune->add_option("--runs", tune_args.runs, "timed runs per candidate (median kept, with p20 and p80)");
+  tune->add_option("--jobs,-j", tune_args.jobs, "compile worker processes (default: one per core)");
+  tune->add_option("--out", tune_args.out, "table to write (default $FLASHMLA_CACHE_DIR/tuning/<gpu>.json)");
+  tune->add_option("--explain", tune_args.explain,
+                   "say which config dispatch picks for b=..,s_q=..,h_q=..,s_k=..[,h_kv,page_size,latent_dim,dtype] and why");
+  tune->callback([&] { rc = cmd_tune(tune_args); });
 
   cli::BenchOptions bench_opts;
   auto* bench = app.add_subcommand("bench", "time decode problems (CUDA events, L2 flushed, median)");

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "autotune/search_space.hpp"
+#include "autotune/tuner.hpp"
 #include "autotune/tuning_table.hpp"
 #include "flashmla/error.hpp"
 #include "runtime/dispatch.hpp"
@@ -155,4 +156,19 @@ TEST_CASE("dispatch uses a matching table entry, and falls back when it cannot",
   CHECK_THAT(fallback.explanation, Contains("not usable") && Contains("page_size"));
   // No tables: the heuristic.
   CHECK(runtime::select(s, arch, {}, {}, 4096).config == runtime::heuristic_config(s, arch));
+}
+
+TEST_CASE("tune shapes parse from text, and bad text says which field", "[tuning]") {
+  const TuneShape t = parse_shape("b=4,s_q=2,h_q=64,s_k=8192,page_size=32,dtype=fp16");
+  CHECK(t.b == 4);
+  CHECK(t.s_q == 2);
+  CHECK(t.h_q == 64);
+  CHECK(t.s_k == 8192);
+  CHECK(t.page_size == 32);
+  CHECK(t.dtype == DType::fp16);
+  CHECK(t.latent_dim == 512);
+  CHECK_THROWS_WITH(parse_shape("b=4,heads=2"), Contains("unknown field 'heads'"));
+  CHECK_THROWS_WITH(parse_shape("b=four"), Contains("b = 'four' is not a number"));
+  CHECK_THROWS_WITH(parse_shape("b4"), Contains("not name=value"));
+  CHECK(preset_shapes().size() == 11);
 }
