@@ -76,6 +76,10 @@ flashmla_status flashmla_load_bundle(const char* path, int* loaded);
 /* Writes the loaded bundles (paths or embedded names), newline-separated, into buf (host). */
 flashmla_status flashmla_loaded_bundles(char* buf, size_t buf_size);
 
+/* Forgets the tuning tables read so far; the next dispatch reads configs/ and
+ * $FLASHMLA_CACHE_DIR/tuning/ again (after `flashmla tune` wrote a table). */
+flashmla_status flashmla_reload_tuning_tables(void);
+
 /* Writes the id of the config the dispatcher picks for shape into buf (host). */
 flashmla_status flashmla_select_config(const flashmla_decode_shape* shape, char* buf, size_t buf_size);
 

@@ -97,6 +97,8 @@ void mla_decode(const DecodeShape& shape, const DecodeArgs& args, const MlaMetad
 KernelConfig select_config(const DecodeShape& shape, const DecodeOptions& options = {});
 // The same choice with the entry or rule that made it.
 std::string explain_config(const DecodeShape& shape, const DecodeOptions& options = {});
+// Forgets the tuning tables read so far (they are read once per device, on first dispatch).
+void reload_tuning_tables();
 
 // Library version, "major.minor.patch".
 const char* version();

@@ -5,7 +5,7 @@ FlashMLA's API (also importable as `flash_mla`):
     flash_mla_with_kvcache(q, k_cache, block_table, cache_seqlens, head_dim_v,
                            tile_scheduler_metadata, num_splits, softmax_scale=None, causal=False, ...)
 flashmla's extras: select_config / config= (pin a kernel config), scheduled_config, version,
-load_bundle / loaded_bundles (ahead-of-time kernels, no NVRTC), and tune (not available yet). Binds libflashmla.so's C ABI with ctypes; torch is
+load_bundle / loaded_bundles (ahead-of-time kernels, no NVRTC), tune (runs `flashmla tune`). Binds libflashmla.so's C ABI with ctypes; torch is
 imported only by the functions that take tensors.
 """
 

@@ -101,6 +101,7 @@ _SIGNATURES = {
     "flashmla_select_config": ([_P(DecodeShape), ctypes.c_char_p, ctypes.c_size_t], ctypes.c_int),
     "flashmla_load_bundle": ([ctypes.c_char_p, _P(ctypes.c_int)], ctypes.c_int),
     "flashmla_loaded_bundles": ([ctypes.c_char_p, ctypes.c_size_t], ctypes.c_int),
+    "flashmla_reload_tuning_tables": ([], ctypes.c_int),
 }
 
 _lock = threading.Lock()

@@ -18,6 +18,7 @@ import ctypes
 import os
 
 from . import _capi
+from .errors import FlashMLAError
 from ._capture import capture_id
 from ._validate import (
     ROPE_DIM,
@@ -306,13 +307,44 @@ def version():
     return _capi.version()
 
 
-def tune(*args, **kwargs):
-    """Autotune the kernel configs of a problem on this GPU. Not available yet."""
-    raise NotImplementedError(
-        "flashmla.tune needs the C++ autotuner through the C ABI (a flashmla_tune entry point in "
-        "include/flashmla/flashmla.h; the autotuner issue), which does not exist yet. Until then pin a "
-        "config with flash_mla_with_kvcache(config=...) or FLASHMLA_CONFIG."
-    )
+def tune(shapes="preset", budget_minutes=15.0, runs=20, out=None, cli=None):
+    """Autotune kernel configs on this GPU and use the resulting table.
+
+    Runs the ``flashmla tune`` command in a child process (the tuner forks compile workers and
+    times candidates on the GPU; a process of its own keeps that out of the caller's), then
+    reloads the tuning tables so that later calls in this process dispatch through it.
+
+    shapes: "preset" (PERF.md's rows) or a list of dicts with b, s_q, h_q, s_k and optionally
+    h_kv, page_size, latent_dim, dtype. out: the table file (default
+    $FLASHMLA_CACHE_DIR/tuning/<gpu>.json, where dispatch finds it). cli: path of the
+    ``flashmla`` executable (default: next to libflashmla.so, then PATH). Returns the table's path.
+    """
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    exe = cli or next((str(p) for p in [_capi.library_path().parent / "flashmla"] if p.is_file()), None) \
+        or shutil.which("flashmla")
+    if not exe:
+        raise FileNotFoundError("the flashmla CLI was found neither next to libflashmla.so nor on PATH; pass cli=")
+    cmd = [exe, "tune", "--budget", str(budget_minutes), "--runs", str(int(runs))]
+    with tempfile.TemporaryDirectory() as tmp:
+        if shapes != "preset":
+            path = os.path.join(tmp, "shapes.json")
+            with open(path, "w") as f:
+                json.dump(list(shapes), f)
+            cmd += ["--shapes", path]
+        else:
+            cmd += ["--shapes", "preset"]
+        if out:
+            cmd += ["--out", os.fspath(out)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise FlashMLAError(f"flashmla tune failed ({done.returncode}): {done.stderr.strip() or done.stdout[-2000:]}")
+    written = [line.split("wrote ", 1)[1] for line in done.stdout.splitlines() if "; wrote " in line]
+    _capi.check(_capi.lib().flashmla_reload_tuning_tables(), "flashmla_reload_tuning_tables")
+    return written[-1] if written else out
 
 
 def load_bundle(path):

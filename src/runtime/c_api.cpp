@@ -164,6 +164,10 @@ flashmla_status flashmla_loaded_bundles(char* buf, size_t buf_size) {
   });
 }
 
+flashmla_status flashmla_reload_tuning_tables(void) {
+  return guarded([] { flashmla::reload_tuning_tables(); });
+}
+
 flashmla_status flashmla_select_config(const flashmla_decode_shape* shape, char* buf, size_t buf_size) {
   return guarded([&] {
     require(buf, "buf");

@@ -30,11 +30,24 @@ autotune::DeviceStamp device_stamp(const jit::DeviceInfo& info) {
 
 std::string user_tuning_dir() { return (jit::DiskCache::default_dir() / "tuning").string(); }
 
+namespace {
+std::mutex g_mutex;
+// Tables per device name. Entries are never erased while the process runs (callers hold
+// references); a reload bumps the generation and reads the files again.
+std::map<std::pair<std::string, int>, std::vector<autotune::TuningTable>> g_by_device;
+int g_generation = 0;
+}  // namespace
+
+void reload() {
+  std::lock_guard lock(g_mutex);
+  ++g_generation;
+}
+
 const std::vector<autotune::TuningTable>& tables_for(const jit::DeviceInfo& info) {
-  static std::mutex mutex;
-  static std::map<std::string, std::vector<autotune::TuningTable>> by_device;
-  std::lock_guard lock(mutex);
-  if (auto it = by_device.find(info.name); it != by_device.end()) return it->second;
+  std::lock_guard lock(g_mutex);
+  auto& by_device = g_by_device;
+  const auto key = std::make_pair(info.name, g_generation);
+  if (auto it = by_device.find(key); it != by_device.end()) return it->second;
   const autotune::DeviceStamp here = device_stamp(info);
   std::vector<autotune::TuningTable> tables;
   auto consider = [&](const std::string& text, const std::string& origin) {
@@ -55,7 +68,12 @@ const std::vector<autotune::TuningTable>& tables_for(const jit::DeviceInfo& info
         consider(ss.str(), file.path().string());
       }
   for (const auto& f : codegen::embedded_tables()) consider(std::string(f.source), "configs/" + std::string(f.name));
-  return by_device.emplace(info.name, std::move(tables)).first->second;
+  return by_device.emplace(key, std::move(tables)).first->second;
 }
+
+}  // namespace flashmla::runtime
+
+namespace flashmla {
+void reload_tuning_tables() { runtime::reload(); }
 
 }  // namespace flashmla::runtime

@@ -15,6 +15,8 @@ autotune::DeviceStamp device_stamp(const jit::DeviceInfo& info);
 // InvalidArgument naming the file and line; a table for another GPU or library version is
 // skipped with a warning.
 const std::vector<autotune::TuningTable>& tables_for(const jit::DeviceInfo& info);
+// Makes the next tables_for() read the files again.
+void reload();
 // Folder of the user's tables.
 std::string user_tuning_dir();
 
