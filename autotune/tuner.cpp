@@ -14,6 +14,7 @@
 
 #include "autotune/compile_workers.hpp"
 #include "autotune/search_space.hpp"
+#include "core/utc.hpp"
 #include "flashmla/error.hpp"
 #include "jit/driver.hpp"
 #include "jit/nvrtc.hpp"
@@ -39,13 +40,6 @@ DecodeShape decode_shape(const TuneShape& t) {
 std::string mmss(double seconds) {
   const int s = static_cast<int>(seconds + 0.5);
   return fmt::format("{}:{:02}", s / 60, s % 60);
-}
-
-std::string today() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d", std::gmtime(&t));
-  return buf;
 }
 
 // Device inputs of one timed shape: every sequence s_k long, a random block table.
@@ -155,7 +149,7 @@ TuningTable tune(const TuneOptions& o, std::FILE* progress) {
   table.device = runtime::device_stamp(info);
   table.device.driver = jit::driver_version();
   table.device.nvrtc = jit::nvrtc_version();
-  table.device.date = today();
+  table.device.date = utc_date();
 
   // 1. Candidates of every problem class, compiled once each in worker processes.
   std::map<std::string, SearchSpace> spaces;  // by class (dtype, latent, page)

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "core/utc.hpp"
 #include "flashmla/flashmla.hpp"
 #include "jit/driver.hpp"
 #include "jit/kernel_cache.hpp"
@@ -28,13 +29,6 @@ struct Row {
 constexpr Row kPresetRows[] = {{128, 1, 16, 4096}, {128, 1, 16, 16384}, {128, 1, 64, 8192}, {128, 1, 128, 4096},
                                {128, 1, 128, 16384}, {128, 2, 128, 4096}, {128, 2, 128, 8192}, {1, 1, 128, 65536},
                                {4, 1, 128, 4096}, {8, 1, 128, 8192}, {32, 1, 16, 4096}};
-
-std::string today() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d", std::gmtime(&t));
-  return buf;
-}
 
 }  // namespace
 
@@ -74,7 +68,7 @@ int cmd_bench(const BenchOptions& o) {
   fill_random(cache, cache_elems, dtype, 1);
   DeviceBuffer flush(kL2FlushBytes);  // written before each timed run to evict L2
 
-  nlohmann::json record = {{"gpu", info.name}, {"date", today()}, {"commit", o.commit}, {"rows", nlohmann::json::array()}};
+  nlohmann::json record = {{"gpu", info.name}, {"date", utc_date()}, {"commit", o.commit}, {"rows", nlohmann::json::array()}};
   fmt::print("{:>4} {:>4} {:>4} {:>6} {:>10} {:>9} {:>9}  {}\n", "b", "s_q", "h_q", "s_k", "us", "TFLOP/s", "GB/s", "config");
   for (const Row& r : rows) {
     DecodeShape shape;

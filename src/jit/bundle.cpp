@@ -21,6 +21,7 @@
 #include "core/log.hpp"
 #include "core/sha256.hpp"
 #include "flashmla/error.hpp"
+#include "core/utc.hpp"
 #include "flashmla/flashmla.hpp"
 
 namespace flashmla::jit {
@@ -150,13 +151,6 @@ void load_env_bundles() {
   }
 }
 
-std::string today() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 }  // namespace
 
 std::string source_hash(const KernelConfig& config, const std::string& rendered_source) {
@@ -236,7 +230,7 @@ std::string write_bundle(const std::string& dir, const std::vector<BundleKernel>
   const json manifest = {{"format", kBundleFormat},
                          {"library_version", flashmla::version()},
                          {"nvrtc_version", nvrtc_version},
-                         {"created", today()},
+                         {"created", utc_timestamp()},
                          {"kernels", list}};
   const std::string text = manifest.dump(2) + "\n";
   std::ofstream(fs::path(dir) / "manifest.json") << text;

@@ -3,6 +3,8 @@
 // over FLASHMLA_CONFIG, which wins over the heuristic.
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <cstdlib>
 #include <optional>
 #include <random>
@@ -28,27 +30,8 @@ using flashmla::KernelConfig;
 namespace runtime = flashmla::runtime;
 
 // Sets (or, with nullptr, unsets) FLASHMLA_CONFIG for one scope; restores the old value.
-class ScopedConfigEnv {
- public:
-  explicit ScopedConfigEnv(const char* value) {
-    if (const char* old = std::getenv(kName)) old_ = old;
-    if (value)
-      ::setenv(kName, value, 1);
-    else
-      ::unsetenv(kName);
-  }
-  ~ScopedConfigEnv() {
-    if (old_)
-      ::setenv(kName, old_->c_str(), 1);
-    else
-      ::unsetenv(kName);
-  }
-  ScopedConfigEnv(const ScopedConfigEnv&) = delete;
-  ScopedConfigEnv& operator=(const ScopedConfigEnv&) = delete;
-
- private:
-  static constexpr const char* kName = "FLASHMLA_CONFIG";
-  std::optional<std::string> old_;
+struct ScopedConfigEnv : flashmla::test::ScopedEnv {
+  explicit ScopedConfigEnv(const char* value) : ScopedEnv("FLASHMLA_CONFIG", value) {}
 };
 
 DecodeShape shape_of(int h_q, int s_q, int h_kv, int latent, int page, DType dtype) {
