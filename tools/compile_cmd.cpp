@@ -17,6 +17,7 @@
 #include "flashmla/flashmla.hpp"
 #include "jit/bundle.hpp"
 #include "jit/driver.hpp"
+#include "jit/kernel_cache.hpp"
 #include "jit/nvrtc.hpp"
 #include "runtime/dispatch.hpp"
 #include "tools/mla_problem.hpp"
@@ -181,7 +182,10 @@ int cmd_first_call() {
   bool nvrtc_loaded = false;
   std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);) nvrtc_loaded |= line.find("libnvrtc") != std::string::npos;
+  const jit::LookupStats stats = jit::lookup_stats();  // of the timed call (the check reuses its module)
   fmt::print("{}\n", json{{"first_call_ms", ms},
+                          {"kernel_from", stats.compiled ? "nvrtc" : stats.disk ? "disk cache" : stats.bundle ? "bundle" : "memory"},
+                          {"nvrtc_seconds", stats.compile_seconds},
                           {"config", check.config_id},
                           {"correct", check.passed()},
                           {"nvrtc_loaded", nvrtc_loaded},

@@ -108,6 +108,10 @@ DeviceProblem::DeviceProblem(const MlaProblem& p)
       seqlens(p.seqlens.size() * 4),
       out(p.out_elems * 2),
       lse(p.ref.lse.size() * 4) {
+  upload(p);
+}
+
+void DeviceProblem::upload(const MlaProblem& p) {
   q.upload(p.q);
   k_cache.upload(p.k_cache);
   block_table.upload(p.block_table);
@@ -158,14 +162,18 @@ MlaCheck run_and_check(const MlaProblem& p, DeviceProblem& d, const std::optiona
   if (c.pad) args.q_strides = p.q_strides, args.k_strides = p.k_strides, args.out_strides = p.out_strides;
   mla_decode(p.shape, args, md, guard.stream, decode_ws ? decode_ws->get() : nullptr);
   FLASHMLA_CU(drv.cuCtxSynchronize());
+  return check_outputs(p, d, md.config.id());
+}
 
+MlaCheck check_outputs(const MlaProblem& p, const DeviceProblem& d, const std::string& config_id) {
+  const MlaCase& c = p.c;
   std::vector<uint16_t> out(p.out_elems);
   std::vector<float> lse(p.ref.lse.size());
   d.out.download(out);
   d.lse.download(lse);
 
   MlaCheck r;
-  r.config_id = md.config.id();
+  r.config_id = config_id;
   const bool bf16 = c.dtype == DType::bf16;
   r.out_rel_l2_tol = bf16 ? 1e-2 : 3e-3;
   r.out_max_abs_tol = bf16 ? 5e-2 : 1e-2;

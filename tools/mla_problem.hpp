@@ -45,6 +45,8 @@ MlaProblem make_problem(const MlaCase& c);
 // The problem's inputs on the device, uploaded once and reused by every config.
 struct DeviceProblem {
   explicit DeviceProblem(const MlaProblem& p);
+  // Uploads another problem of the same sizes into these buffers (CUDA-graph replay).
+  void upload(const MlaProblem& p);
   DeviceBuffer q, k_cache, block_table, seqlens, out, lse;
 };
 
@@ -65,5 +67,7 @@ struct MlaCheck {
 // max(2e-3, 1e-3 |ref|) (one key of 128 missing moves lse by ~1e-2); +inf exactly where no
 // key is visible; no NaN; padding between rows untouched.
 MlaCheck run_and_check(const MlaProblem& p, DeviceProblem& d, const std::optional<KernelConfig>& pin);
+// The comparison alone, of whatever the device buffers hold now.
+MlaCheck check_outputs(const MlaProblem& p, const DeviceProblem& d, const std::string& config_id);
 
 }  // namespace flashmla

@@ -55,7 +55,29 @@ std::optional<Binary> decode(const std::string& payload) {
   return b;
 }
 
+std::mutex g_stats_mutex;
+LookupStats g_stats;
+
+Binary counted(Binary b) {
+  std::lock_guard lock(g_stats_mutex);
+  switch (b.source) {
+    case Binary::Source::bundle: ++g_stats.bundle; break;
+    case Binary::Source::memory: ++g_stats.memory; break;
+    case Binary::Source::disk: ++g_stats.disk; break;
+    case Binary::Source::compiled:
+      ++g_stats.compiled;
+      g_stats.compile_seconds += b.compile_seconds;
+      break;
+  }
+  return b;
+}
+
 }  // namespace
+
+LookupStats lookup_stats() {
+  std::lock_guard lock(g_stats_mutex);
+  return g_stats;
+}
 
 std::string cache_key(const KernelConfig& config, const std::string& rendered_source) {
   Sha256 h;
@@ -70,7 +92,7 @@ Binary get_binary(const KernelConfig& config) {
   static std::mutex mutex;
   static std::unordered_map<std::string, Binary> memory;
   const std::string source = codegen::render(config);
-  if (auto from_bundle = find_in_bundles(config, source)) return *from_bundle;
+  if (auto from_bundle = find_in_bundles(config, source)) return counted(*from_bundle);
   if (!jit_allowed()) {
     std::string searched;
     for (const auto& b : loaded_bundles()) searched += (searched.empty() ? "" : ", ") + b;
@@ -83,7 +105,7 @@ Binary get_binary(const KernelConfig& config) {
     if (auto it = memory.find(key); it != memory.end()) {
       Binary b = it->second;
       b.source = Binary::Source::memory;
-      return b;
+      return counted(b);
     }
   }
   const DiskCache disk(DiskCache::default_dir());
@@ -101,7 +123,7 @@ Binary get_binary(const KernelConfig& config) {
   }
   std::lock_guard lock(mutex);
   memory.emplace(key, binary);
-  return binary;
+  return counted(binary);
 }
 
 const Module& get_module(const KernelConfig& config) {

@@ -19,6 +19,13 @@ struct Binary {
   double compile_seconds = 0;  // when compiled now
 };
 
+// Where this process's kernel binaries came from (for `flashmla first-call` and diagnostics).
+struct LookupStats {
+  int bundle = 0, memory = 0, disk = 0, compiled = 0;
+  double compile_seconds = 0;  // NVRTC time of the compiled ones
+};
+LookupStats lookup_stats();
+
 // sha256 over everything that changes the binary: rendered unit, every embedded header
 // (name and text), NVRTC options, NVRTC version, target arch and library version.
 std::string cache_key(const KernelConfig& config, const std::string& rendered_source);

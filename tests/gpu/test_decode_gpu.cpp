@@ -210,3 +210,55 @@ TEST_CASE("mla_decode gives the same answer for every valid tunable combination"
               << " and not run: " << list);
   CHECK(ran > 0);
 }
+
+TEST_CASE("a decode step captured in a CUDA graph replays correctly with new lengths and data", "[gpu]") {
+  SKIP_WITHOUT_GPU();
+  const auto& drv = jit::driver();
+  // Two problems of identical sizes: the page counts {5, 2, 16} are permuted, so the block
+  // table, the cache and the buffers match while lengths, tables and values all differ.
+  Case first = make_case("graph step 1", 3, 2, 16, 1, 512, 64, bf16, true, {300, 77, 1000});
+  Case second = make_case("graph step 2", 3, 2, 16, 1, 512, 64, bf16, true, {1000, 300, 77});
+  const Problem p1 = flashmla::make_problem(first), p2 = flashmla::make_problem(second);
+  REQUIRE(p1.shape.num_blocks == p2.shape.num_blocks);
+  REQUIRE(p1.shape.max_blocks_per_seq == p2.shape.max_blocks_per_seq);
+  DeviceProblem d(p1);
+
+  flashmla::DecodeOptions opts;  // pinned, so that capture and replay agree on the schedule's shape
+  opts.config = flashmla::select_config(p1.shape);
+  CUstream stream = nullptr;
+  FLASHMLA_CU(drv.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  flashmla::DeviceBuffer metadata_ws(flashmla::metadata_workspace_size(p1.shape, opts));
+  flashmla::DecodeArgs args;
+  args.q = d.q.get(), args.k_cache = d.k_cache.get(), args.block_table = d.block_table.get<int32_t>();
+  args.cache_seqlens = d.seqlens.get<int32_t>(), args.out = d.out.get(), args.lse = d.lse.get<float>();
+  args.causal = true;
+  // The decode workspace size depends only on the shape and the schedule's partition count.
+  const flashmla::MlaMetadata eager = flashmla::get_mla_metadata(p1.shape, args.cache_seqlens, args.block_table, 0,
+                                                                 stream, metadata_ws.get(), opts);
+  flashmla::DeviceBuffer decode_ws(flashmla::decode_workspace_size(p1.shape, eager));
+  FLASHMLA_CU(drv.cuStreamSynchronize(stream));
+
+  CUgraph graph = nullptr;
+  CUgraphExec exec = nullptr;
+  FLASHMLA_CU(drv.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
+  const flashmla::MlaMetadata md = flashmla::get_mla_metadata(p1.shape, args.cache_seqlens, args.block_table, 0,
+                                                              stream, metadata_ws.get(), opts);
+  flashmla::mla_decode(p1.shape, args, md, stream, decode_ws.get());
+  FLASHMLA_CU(drv.cuStreamEndCapture(stream, &graph));
+  FLASHMLA_CU(drv.cuGraphInstantiate(&exec, graph, 0));
+
+  for (const Problem* p : {&p1, &p2, &p1}) {
+    d.upload(*p);
+    d.out.poison();
+    d.lse.poison();
+    FLASHMLA_CU(drv.cuCtxSynchronize());
+    FLASHMLA_CU(drv.cuGraphLaunch(exec, stream));
+    FLASHMLA_CU(drv.cuStreamSynchronize(stream));
+    const flashmla::MlaCheck r = flashmla::check_outputs(*p, d, md.config.id());
+    INFO(p->c.describe() << "\n" << r.summary());
+    CHECK(r.passed());
+  }
+  FLASHMLA_CU(drv.cuGraphExecDestroy(exec));
+  FLASHMLA_CU(drv.cuGraphDestroy(graph));
+  FLASHMLA_CU(drv.cuStreamDestroy(stream));
+}
