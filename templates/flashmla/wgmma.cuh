@@ -1,0 +1,66 @@
+// Hopper (sm_90a) warpgroup MMA helpers, for the coming decode_wgmma family.
+// PTX ISA 8.x: "Asynchronous Warpgroup Level Matrix Multiply-Accumulate" (wgmma.mma_async,
+// wgmma.fence/commit_group/wait_group) and "Matrix Descriptor Format".
+//
+// Shared-memory tiles use the 128-byte swizzle: a tile is rows of 64 bf16/fp16 (128 bytes);
+// the 16-byte chunk c of row r is stored at chunk c ^ (r % 8). Tiles start 1024-byte aligned.
+//   K-major operand (Q, K; also A):  rows = M or N, the 64 elements of a row = K.
+//   MN-major operand (V as B):       rows = K (keys), the 64 elements of a row = N.
+// Status: exercised only by tests/gpu/test_wgmma_probe.cpp, which checks both operand
+// layouts against a CPU product; not yet run on a device.
+#pragma once
+#include "flashmla/ptx.cuh"
+
+namespace flashmla {
+namespace dev {
+
+typedef unsigned long long u64;
+
+// Byte offset of element (r, c) in a 128B-swizzled tile of rows of 64 16-bit elements.
+__device__ __forceinline__ u32 swizzle128_offset(int r, int c) {
+  return static_cast<u32>(r * 128 + ((((c >> 3) ^ r) & 7) << 4) + (c & 7) * 2);
+}
+
+// Matrix descriptor: start address, leading and stride byte offsets (16-byte units), and the
+// 128B swizzle mode (bits 62-63 = 1).
+__device__ __forceinline__ u64 smem_desc_sw128(u32 smem_addr, u32 leading_bytes, u32 stride_bytes) {
+  u64 d = 0;
+  d |= static_cast<u64>((smem_addr >> 4) & 0x3fff);
+  d |= static_cast<u64>((leading_bytes >> 4) & 0x3fff) << 16;
+  d |= static_cast<u64>((stride_bytes >> 4) & 0x3fff) << 32;
+  d |= static_cast<u64>(1) << 62;
+  return d;
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+// Makes ordinary shared-memory stores visible to the async proxy (wgmma, TMA).
+__device__ __forceinline__ void fence_proxy_async_smem() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// d[64 x 64] (+)= A[64 x 16] * B[16 x 64], bf16 operands from shared memory, fp32 in registers.
+// Accumulator layout: warp w of the warpgroup owns rows 16w..16w+15; d[4j + {0,1}] are row
+// 16w + lane/4, columns 8j + 2(lane%4) + {0,1}; d[4j + {2,3}] the same columns of row + 8.
+// kTransB = 0: B given K-major (rows = N); 1: B given MN-major (rows = K).
+template <int kTransB>
+__device__ __forceinline__ void wgmma_m64n64k16_bf16(float (&d)[32], u64 desc_a, u64 desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+      "%32, %33, p, 1, 1, 0, %35;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(kTransB));
+}
+
+}  // namespace dev
+}  // namespace flashmla

@@ -1,0 +1,53 @@
+// The wgmma helpers compile for sm_90a through NVRTC without spills, and, where cuobjdump is
+// installed, the probe's SASS holds HGMMA (the Hopper matrix instruction, not HMMA).
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "jit/nvrtc.hpp"
+#include "test_support.hpp"
+#include "tests/wgmma_probe.hpp"
+
+using namespace flashmla;
+using Catch::Matchers::Contains;
+
+TEST_CASE("the wgmma probe compiles for sm_90a, and its SASS holds HGMMA", "[wgmma]") {
+  std::string why;
+  if (!jit::nvrtc_available(&why)) {
+    WARN("skipped: " << why);
+    return;
+  }
+  KernelConfig c;
+  c.arch = Arch::parse("sm_90a");
+  const jit::CompileOutput out = jit::compile(c, "wgmma_probe.cu", test::kWgmmaProbeSource);
+  const jit::KernelResources* k = out.find("wgmma_probe");
+  REQUIRE(k != nullptr);
+  CHECK(k->spill_store_bytes == 0);
+  CHECK(k->stack_bytes == 0);
+
+  const char* home = std::getenv("CUDA_HOME");
+  const std::filesystem::path cuobjdump = std::filesystem::path(home ? home : "/usr/local/cuda") / "bin" / "cuobjdump";
+  if (!std::filesystem::exists(cuobjdump)) {
+    WARN("SASS not checked: no cuobjdump at " << cuobjdump);
+    return;
+  }
+  test::TempDir dir;
+  std::ofstream(dir.path() / "probe.cubin", std::ios::binary) << out.cubin;
+  const std::string cmd = cuobjdump.string() + " --dump-sass " + (dir.path() / "probe.cubin").string() + " 2>&1";
+  std::string sass;
+  if (FILE* pipe = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) sass.append(buf, n);
+    ::pclose(pipe);
+  }
+  if (sass.find("fatal") != std::string::npos) {  // e.g. cuobjdump without its nvdisasm
+    WARN("SASS not checked: " << sass.substr(0, 300));
+    return;
+  }
+  CHECK_THAT(sass, Contains("HGMMA.64x64x16.F32.BF16"));
+  CHECK_FALSE(sass.find("HMMA") != std::string::npos);
+}
