@@ -22,6 +22,7 @@
 #include "autotune/tuning_table.hpp"
 #include "runtime/tuning.hpp"
 #include "codegen/codegen.hpp"
+#include "flashmla/bundle.hpp"
 #include "flashmla/flashmla.hpp"
 #include "jit/disk_cache.hpp"
 #include "jit/driver.hpp"
@@ -42,6 +43,8 @@ int cmd_info() {
   else
     fmt::print("NVRTC: not available ({})\n", why);
   fmt::print("kernel cache: {}\n", jit::DiskCache::default_dir().string());
+  const auto bundles = loaded_bundles();
+  fmt::print("bundles: {}\n", bundles.empty() ? "none" : fmt::format("{}", fmt::join(bundles, ", ")));
   if (!jit::driver_available(&why)) {
     fmt::print("GPU: none found ({})\n", why);
     return 0;
