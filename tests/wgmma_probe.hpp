@@ -9,6 +9,10 @@ namespace flashmla::test {
 // Kernel wgmma_probe(a [64 m][64 k], b [64 n][64 k], v [64 k][64 n] (bf16, row-major),
 //                    c_kmajor [64][64] = a b^T, c_mnmajor [64][64] = a v (fp32),
 //                    v_leading_bytes, v_stride_bytes: the MN-major descriptor's offsets).
+// Kernel wgmma_probe_n256(a [64 m][16 k], w [16 k][256 n], c [64][256] = a w,
+//                         w_leading_bytes, w_stride_bytes): B MN-major across four
+//                         64-column tiles (2048 bytes apart, 8 rows = 1024 bytes), the way
+//                         O += P V reads a warpgroup's 256 columns of V.
 inline constexpr const char* kWgmmaProbeSource = R"(// flashmla wgmma probe
 #include "flashmla/wgmma.cuh"
 using namespace flashmla::dev;
@@ -63,6 +67,41 @@ wgmma_probe(const u16* a, const u16* b, const u16* v, float* c_kmajor, float* c_
   wgmma_commit();
   wgmma_wait<0>();
   store_accumulators(c_mnmajor, d);
+}
+
+// B = w [16 keys][256 columns] stored as four swizzled tiles of [16 rows][64 columns]
+// (column block t at byte 2048 t): the layout of V's 256 columns of one warpgroup, 16 keys deep.
+extern "C" __global__ void __launch_bounds__(128)
+wgmma_probe_n256(const u16* a, const u16* w, float* c, unsigned w_leading_bytes, unsigned w_stride_bytes) {
+  __shared__ __align__(1024) unsigned char smem[8192 + 4 * 2048];
+  for (int i = threadIdx.x; i < 64 * 16; i += 128) {  // a: 64 rows x 16 k, in a 64-column tile
+    const int r = i / 16, c = i % 16;
+    *reinterpret_cast<u16*>(smem + swizzle128_offset(r, c)) = a[i];
+  }
+  for (int i = threadIdx.x; i < 16 * 256; i += 128) {
+    const int r = i / 256, c = i % 256;
+    *reinterpret_cast<u16*>(smem + 8192 + (c / 64) * 2048 + swizzle128_offset(r, c % 64)) = w[i];
+  }
+  fence_proxy_async_smem();
+  __syncthreads();
+  const u32 base = smem_u32(smem);
+  float d[128];
+#pragma unroll
+  for (int j = 0; j < 128; ++j) d[j] = 0.f;
+  wgmma_fence();
+  wgmma_m64n256k16_bf16<1>(d, smem_desc_sw128(base, 16, 1024),
+                           smem_desc_sw128(base + 8192, w_leading_bytes, w_stride_bytes));
+  wgmma_commit();
+  wgmma_wait<0>();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    const int r = 16 * warp + lane / 4, col = 8 * j + 2 * (lane % 4);
+    c[r * 256 + col] = d[4 * j];
+    c[r * 256 + col + 1] = d[4 * j + 1];
+    c[(r + 8) * 256 + col] = d[4 * j + 2];
+    c[(r + 8) * 256 + col + 1] = d[4 * j + 3];
+  }
 }
 )";
 

@@ -24,10 +24,13 @@ TEST_CASE("the wgmma probe compiles for sm_90a, and its SASS holds HGMMA", "[wgm
   KernelConfig c;
   c.arch = Arch::parse("sm_90a");
   const jit::CompileOutput out = jit::compile(c, "wgmma_probe.cu", test::kWgmmaProbeSource);
-  const jit::KernelResources* k = out.find("wgmma_probe");
-  REQUIRE(k != nullptr);
-  CHECK(k->spill_store_bytes == 0);
-  CHECK(k->stack_bytes == 0);
+  for (const char* symbol : {"wgmma_probe", "wgmma_probe_n256"}) {
+    INFO(symbol);
+    const jit::KernelResources* k = out.find(symbol);
+    REQUIRE(k != nullptr);
+    CHECK(k->spill_store_bytes == 0);
+    CHECK(k->stack_bytes == 0);
+  }
 
   const char* home = std::getenv("CUDA_HOME");
   const std::filesystem::path cuobjdump = std::filesystem::path(home ? home : "/usr/local/cuda") / "bin" / "cuobjdump";
@@ -48,6 +51,6 @@ TEST_CASE("the wgmma probe compiles for sm_90a, and its SASS holds HGMMA", "[wgm
     WARN("SASS not checked: " << sass.substr(0, 300));
     return;
   }
-  CHECK_THAT(sass, Contains("HGMMA.64x64x16.F32.BF16"));
+  CHECK_THAT(sass, Contains("HGMMA.64x64x16.F32.BF16") && Contains("HGMMA.64x256x16.F32.BF16"));
   CHECK_FALSE(sass.find("HMMA") != std::string::npos);
 }
