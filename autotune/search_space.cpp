@@ -19,4 +19,18 @@ SearchSpace decode_mma_space(const KernelConfig& base) {
   return space;
 }
 
+SearchSpace decode_wgmma_space(const KernelConfig& base) {
+  SearchSpace space;
+  for (int s = 1; s <= 2; ++s) {
+    KernelConfig c = base;
+    c.family = Family::decode_wgmma;
+    c.block_size_q = 64, c.block_size_k = 64, c.num_warps = 8, c.num_stages = s;
+    if (auto reason = c.invalid_reason())
+      space.pruned.emplace_back(c, *reason);
+    else
+      space.valid.push_back(c);
+  }
+  return space;
+}
+
 }  // namespace flashmla::autotune

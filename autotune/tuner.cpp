@@ -160,6 +160,9 @@ TuningTable tune(const TuneOptions& o, std::FILE* progress) {
     const std::string cls = fmt::format("{}-{}-{}", to_string(t.dtype), t.latent_dim, t.page_size);
     if (spaces.count(cls)) continue;
     spaces[cls] = decode_mma_space(base);
+    const SearchSpace wgmma = decode_wgmma_space(base);  // candidates too; checked before they may win
+    spaces[cls].valid.insert(spaces[cls].valid.end(), wgmma.valid.begin(), wgmma.valid.end());
+    spaces[cls].pruned.insert(spaces[cls].pruned.end(), wgmma.pruned.begin(), wgmma.pruned.end());
     for (const auto& c : spaces[cls].valid) to_compile.push_back(c);
   }
   std::map<std::string, CompileReport> compiled;

@@ -28,8 +28,7 @@ json key_json(const TuningKey& k) {
 
 TuningKey key_from(const json& j) {
   TuningKey k;
-  if (j.at("family").get<std::string>() != "decode_mma")
-    throw InvalidArgument(fmt::format("unknown family '{}'", j.at("family").get<std::string>()));
+  k.family = parse_family(j.at("family").get<std::string>(), "tuning key");
   k.dtype = parse_dtype(j.at("dtype").get<std::string>());
   k.h_q = j.at("h_q"), k.s_q = j.at("s_q"), k.h_kv = j.at("h_kv"), k.page_size = j.at("page_size");
   k.latent_dim = j.at("latent_dim"), k.batch_bucket = j.at("batch_bucket"), k.seqlen_bucket = j.at("seqlen_bucket");

@@ -52,6 +52,7 @@ std::vector<KernelConfig> all_configs(Arch arch) {
         KernelConfig base;
         base.arch = arch, base.dtype = dtype, base.latent_dim = latent, base.page_size = page;
         for (const auto& c : autotune::decode_mma_space(base).valid) out.push_back(c);
+        for (const auto& c : autotune::decode_wgmma_space(base).valid) out.push_back(c);
       }
   return out;
 }

@@ -75,7 +75,9 @@ int cmd_compile_check(const std::vector<std::string>& archs, const std::string& 
     base.dtype = parse_dtype(dtype);
     base.latent_dim = latent;
     base.page_size = page;
-    const auto space = autotune::decode_mma_space(base);
+    auto space = autotune::decode_mma_space(base);
+    const auto wgmma = autotune::decode_wgmma_space(base);
+    space.valid.insert(space.valid.end(), wgmma.valid.begin(), wgmma.valid.end());
     fmt::print("{}: {} valid configs, {} pruned\n", arch_name, space.valid.size(), space.pruned.size());
     for (const auto& c : space.valid) {
       ++total;

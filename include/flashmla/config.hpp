@@ -26,8 +26,12 @@ struct Arch {
   friend bool operator==(const Arch&, const Arch&) = default;
 };
 
-enum class Family : int { decode_mma = 0 };
+// decode_mma: mma.sync + cp.async, sm_80 and newer. decode_wgmma: wgmma from shared memory,
+// sm_90a, bf16, latent 512, q64-k64-w8 (first version; not yet run on a GPU, so dispatch
+// only uses it when pinned or tuned).
+enum class Family : int { decode_mma = 0, decode_wgmma = 1 };
 std::string_view to_string(Family family);
+Family parse_family(std::string_view name, std::string_view context);  // throws InvalidArgument
 
 struct KernelConfig {
   Family family = Family::decode_mma;

@@ -6,14 +6,26 @@ namespace flashmla::codegen {
 
 std::string unit_name(const KernelConfig& config) { return config.id() + ".cu"; }
 
-std::string render(const KernelConfig& c) {
-  c.validate();
-  const char* elem = c.dtype == DType::bf16 ? "flashmla::dev::Elem::bf16" : "flashmla::dev::Elem::fp16";
+namespace {
+
+// The family's traits and decode entry; combine and metadata are shared by every family.
+std::string decode_part(const KernelConfig& c, const char* elem) {
+  if (c.family == Family::decode_wgmma)
+    return fmt::format(
+        R"(#include "flashmla/decode_wgmma.cuh"
+
+using Traits = flashmla::DecodeWgmmaTraits</*num_stages*/ {ns}, /*page_size*/ {page}, {elem}>;
+static_assert(sizeof(Traits::SharedPlan) == {smem}, "host and device shared-memory plans disagree");
+
+extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
+{decode}(const __grid_constant__ flashmla::DecodeParams params) {{
+  flashmla::decode_wgmma_kernel<Traits>(params);
+}}
+)",
+        fmt::arg("ns", c.num_stages), fmt::arg("page", c.page_size), fmt::arg("elem", elem),
+        fmt::arg("smem", c.shared_bytes()), fmt::arg("decode", kDecodeSymbol));
   return fmt::format(
-      R"(// flashmla generated unit: {id}
-#include "flashmla/combine.cuh"
-#include "flashmla/decode_mma.cuh"
-#include "flashmla/metadata.cuh"
+      R"(#include "flashmla/decode_mma.cuh"
 
 using Traits = flashmla::DecodeMmaTraits</*block_size_q*/ {bq}, /*block_size_k*/ {bk}, /*num_warps*/ {nw},
                                          /*num_stages*/ {ns}, /*latent_dim*/ {latent}, /*rope_dim*/ {rope},
@@ -24,7 +36,23 @@ extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
 {decode}(const __grid_constant__ flashmla::DecodeParams params) {{
   flashmla::decode_mma_kernel<Traits>(params);
 }}
+)",
+      fmt::arg("bq", c.block_size_q), fmt::arg("bk", c.block_size_k), fmt::arg("nw", c.num_warps),
+      fmt::arg("ns", c.num_stages), fmt::arg("latent", c.latent_dim), fmt::arg("rope", c.rope_dim),
+      fmt::arg("page", c.page_size), fmt::arg("elem", elem), fmt::arg("smem", c.shared_bytes()),
+      fmt::arg("decode", kDecodeSymbol));
+}
 
+}  // namespace
+
+std::string render(const KernelConfig& c) {
+  c.validate();
+  const char* elem = c.dtype == DType::bf16 ? "flashmla::dev::Elem::bf16" : "flashmla::dev::Elem::fp16";
+  return fmt::format(
+      R"(// flashmla generated unit: {id}
+#include "flashmla/combine.cuh"
+#include "flashmla/metadata.cuh"
+{decode_part}
 extern "C" __global__ void __launch_bounds__({combine_threads})
 {combine}(const __grid_constant__ flashmla::CombineParams params) {{
   flashmla::combine_kernel<{latent}, {elem}>(params);
@@ -36,12 +64,9 @@ extern "C" __global__ void __launch_bounds__({metadata_threads})
   flashmla::metadata_kernel(params, tiles_per_batch);
 }}
 )",
-      fmt::arg("id", c.id()), fmt::arg("bq", c.block_size_q), fmt::arg("bk", c.block_size_k),
-      fmt::arg("nw", c.num_warps), fmt::arg("ns", c.num_stages), fmt::arg("latent", c.latent_dim),
-      fmt::arg("rope", c.rope_dim), fmt::arg("page", c.page_size), fmt::arg("elem", elem),
-      fmt::arg("smem", c.shared_bytes()), fmt::arg("decode", kDecodeSymbol), fmt::arg("combine", kCombineSymbol),
-      fmt::arg("metadata", kMetadataSymbol), fmt::arg("combine_threads", kCombineThreads),
-      fmt::arg("metadata_threads", kMetadataThreads));
+      fmt::arg("id", c.id()), fmt::arg("decode_part", decode_part(c, elem)), fmt::arg("latent", c.latent_dim),
+      fmt::arg("elem", elem), fmt::arg("combine", kCombineSymbol), fmt::arg("metadata", kMetadataSymbol),
+      fmt::arg("combine_threads", kCombineThreads), fmt::arg("metadata_threads", kMetadataThreads));
 }
 
 }  // namespace flashmla::codegen

@@ -24,6 +24,8 @@ std::string_view to_string(Family family) {
   switch (family) {
     case Family::decode_mma:
       return "decode_mma";
+    case Family::decode_wgmma:
+      return "decode_wgmma";
   }
   return "unknown";
 }
@@ -89,9 +91,7 @@ KernelConfig KernelConfig::parse(std::string_view id) {
         "config id '{}' has {} fields; expected 10 as in decode_mma-bf16-l512-r64-p64-q64-k32-w8-s3-sm_90a", id,
         parts.size()));
   KernelConfig c;
-  if (parts[0] != "decode_mma")
-    throw InvalidArgument(fmt::format("config id '{}': family '{}' is unknown; expected decode_mma", id, parts[0]));
-  c.family = Family::decode_mma;
+  c.family = parse_family(parts[0], id);
   c.dtype = parse_dtype(parts[1]);
   c.latent_dim = parse_field(id, parts[2], 'l', "latent_dim");
   c.rope_dim = parse_field(id, parts[3], 'r', "rope_dim");
@@ -104,11 +104,23 @@ KernelConfig KernelConfig::parse(std::string_view id) {
   return c;
 }
 
+Family parse_family(std::string_view name, std::string_view context) {
+  if (name == "decode_mma") return Family::decode_mma;
+  if (name == "decode_wgmma") return Family::decode_wgmma;
+  throw InvalidArgument(
+      fmt::format("{}: family '{}' is unknown; expected decode_mma or decode_wgmma", context, name));
+}
+
 namespace {
 int warps_m(const KernelConfig& c) { return std::min(c.block_size_q / 16, c.num_warps); }
 }  // namespace
 
 std::size_t KernelConfig::shared_bytes() const {
+  if (family == Family::decode_wgmma) {
+    // DecodeWgmmaTraits::SharedPlan: Q and num_stages K/V tiles of 9 x 8 KB, the 8 KB P tile,
+    // three fp32 row arrays, the whole rounded up to its 1024-byte alignment.
+    return 73728 * (1 + std::size_t(num_stages)) + 8192 + 1024;
+  }
   // Mirrors DecodeMmaTraits::SharedPlan: q, kv stages, p (bf16/fp16, rows padded by 8
   // elements), then red[warps_n][block_size_q], row_scale and row_m (fp32).
   const std::size_t pitch_qk = d_qk() + 8, pitch_p = block_size_k + 8;
@@ -119,7 +131,29 @@ std::size_t KernelConfig::shared_bytes() const {
 
 int KernelConfig::accumulator_registers() const { return block_size_q * latent_dim / num_threads(); }
 
+namespace {
+std::optional<std::string> wgmma_invalid_reason(const KernelConfig& c) {
+  if (!(c.arch.sm == 90 && c.arch.accel))
+    return fmt::format("decode_wgmma needs sm_90a (wgmma), not {}", c.arch.name());
+  if (c.dtype != DType::bf16) return fmt::format("decode_wgmma is bf16 only so far, not {}", to_string(c.dtype));
+  if (c.latent_dim != 512 || c.rope_dim != 64)
+    return fmt::format("decode_wgmma supports latent_dim 512 with rope_dim 64 only, not {} + {}", c.latent_dim,
+                       c.rope_dim);
+  if (c.block_size_q != 64 || c.block_size_k != 64 || c.num_warps != 8)
+    return fmt::format("decode_wgmma has fixed tiles q64-k64-w8, not q{}-k{}-w{}", c.block_size_q, c.block_size_k,
+                       c.num_warps);
+  if (c.num_stages < 1 || c.num_stages > 2) return fmt::format("decode_wgmma takes 1 or 2 stages, not {}", c.num_stages);
+  if (c.page_size != 16 && c.page_size != 32 && c.page_size != 64 && c.page_size != 128)
+    return fmt::format("page_size = {} is not one of 16, 32, 64, 128", c.page_size);
+  if (c.shared_bytes() > c.arch.max_shared_bytes())
+    return fmt::format("shared memory {} bytes exceeds the {} bytes a block may use on {}", c.shared_bytes(),
+                       c.arch.max_shared_bytes(), c.arch.name());
+  return std::nullopt;
+}
+}  // namespace
+
 std::optional<std::string> KernelConfig::invalid_reason() const {
+  if (family == Family::decode_wgmma) return wgmma_invalid_reason(*this);
   auto one_of = [](int v, std::initializer_list<int> allowed) {
     for (int a : allowed)
       if (v == a) return true;

@@ -32,8 +32,7 @@ KernelConfig config_from_json(const nlohmann::json& j) {
     return j[key].get<std::string>();
   };
   KernelConfig c;
-  if (get_str("family") != "decode_mma")
-    throw InvalidArgument(fmt::format("kernel config JSON: family '{}' is unknown", get_str("family")));
+  c.family = parse_family(get_str("family"), "kernel config JSON");
   c.dtype = parse_dtype(get_str("dtype"));
   c.block_size_q = get_int("block_size_q");
   c.block_size_k = get_int("block_size_k");

@@ -15,6 +15,7 @@
 // Invariant: all threads holding a row agree on its running max m (same inputs, same order).
 #pragma once
 #include "flashmla/params.cuh"
+#include "flashmla/partition.cuh"
 #include "flashmla/ptx.cuh"
 
 namespace flashmla {
@@ -344,25 +345,12 @@ struct DecodeMma {
   }
 };
 
-// Entry: walks the batches of this CTA's partition.
+// Entry: the segments of this CTA's partition.
 template <class T>
 __device__ __forceinline__ void decode_mma_kernel(const DecodeParams& p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  auto& plan = *reinterpret_cast<typename T::SharedPlan*>(smem_raw);
-  const int* sched = p.sched + blockIdx.x * kSchedWords;
-  const int begin_b = sched[0], begin_tile = sched[1], end_b = sched[2], end_tile = sched[3];
-  const int begin_split = sched[4];
-  if (begin_b < 0) return;
-  DecodeMma<T> cta(p, plan);
-  for (int bi = begin_b; bi <= end_b; ++bi) {
-    const int seqlen = min(p.cache_seqlens[bi], p.max_seqlen);
-    const int n_tiles = (seqlen + T::kBlockK - 1) / T::kBlockK;
-    const int tile_lo = bi == begin_b ? begin_tile : 0;
-    const int tile_hi = bi == end_b ? end_tile : n_tiles;
-    if (tile_lo >= tile_hi) continue;
-    const int n_splits = p.split_offsets[bi + 1] - p.split_offsets[bi];
-    cta.run_segment(bi, seqlen, tile_lo, tile_hi, bi == begin_b ? begin_split : 0, n_splits);
-  }
+  DecodeMma<T> cta(p, *reinterpret_cast<typename T::SharedPlan*>(smem_raw));
+  for_each_segment<T::kBlockK>(p, cta);
 }
 
 }  // namespace flashmla

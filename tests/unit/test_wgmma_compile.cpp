@@ -8,6 +8,8 @@
 #include <fstream>
 #include <string>
 
+#include "autotune/search_space.hpp"
+#include "codegen/codegen.hpp"
 #include "jit/nvrtc.hpp"
 #include "test_support.hpp"
 #include "tests/wgmma_probe.hpp"
@@ -53,4 +55,31 @@ TEST_CASE("the wgmma probe compiles for sm_90a, and its SASS holds HGMMA", "[wgm
   }
   CHECK_THAT(sass, Contains("HGMMA.64x64x16.F32.BF16") && Contains("HGMMA.64x256x16.F32.BF16"));
   CHECK_FALSE(sass.find("HMMA") != std::string::npos);
+}
+
+TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HGMMA", "[wgmma]") {
+  std::string why;
+  if (!jit::nvrtc_available(&why)) {
+    WARN("skipped: " << why);
+    return;
+  }
+  for (int page : {16, 32, 64, 128}) {
+    KernelConfig base;
+    base.arch = Arch::parse("sm_90a");
+    base.page_size = page;
+    const auto space = autotune::decode_wgmma_space(base);
+    REQUIRE(space.valid.size() == 2);
+    for (const KernelConfig& c : space.valid) {
+      INFO(c.id());
+      const jit::CompileOutput out = jit::compile(c, codegen::unit_name(c), codegen::render(c));
+      const jit::KernelResources* k = out.find(codegen::kDecodeSymbol);
+      REQUIRE(k != nullptr);
+      CHECK(k->registers <= 255);
+      CHECK(out.max_spill_bytes() == 0);
+    }
+  }
+  KernelConfig fp16;
+  fp16.family = Family::decode_wgmma, fp16.dtype = DType::fp16, fp16.arch = Arch::parse("sm_90a");
+  fp16.block_size_q = 64, fp16.block_size_k = 64, fp16.num_warps = 8, fp16.num_stages = 1;
+  CHECK_THAT(*fp16.invalid_reason(), Contains("bf16 only"));
 }

@@ -1,0 +1,285 @@
+// decode_wgmma: split-KV MLA decode for sm_90a with warpgroup MMA (wgmma) from shared memory.
+// First version, correctness first: NOT YET RUN ON A GPU; dispatch never picks it, a config
+// must be pinned (or win a tuning run, which checks it against the reference first).
+//
+// One CTA = (partition, tile of 64 query rows, kv head), two warpgroups (256 threads):
+//   S = Q K^T     warpgroup 0: 36 x wgmma m64n64k16 (d_qk 576 = 9 tiles of 64), fp32 in
+//                 registers; warp w of the warpgroup owns rows 16w..16w+15 entirely, so the
+//                 row max and sum need only quad shuffles.
+//   softmax       warpgroup 0: P = exp2(S - m) -> shared memory (swizzled, the A operand of
+//                 P V), per-row rescale factors -> shared memory.
+//   O += P V      both: warpgroup h owns output columns [256h, 256h + 256) in 128 fp32
+//                 registers; 4 x wgmma m64n256k16 with V read from the K tile (MN-major B).
+// Shared memory holds Q and num_stages K/V tiles of 64 keys as 9 swizzled tiles of
+// [64 rows x 64 elements] (wgmma.cuh), loaded by cp.async (16-byte chunks placed at the
+// swizzled offset), and the P tile.
+#pragma once
+#include "flashmla/params.cuh"
+#include "flashmla/partition.cuh"
+#include "flashmla/ptx.cuh"
+#include "flashmla/wgmma.cuh"
+
+namespace flashmla {
+
+template <int kStages_, int kPageSize_, dev::Elem kElem_>
+struct DecodeWgmmaTraits {
+  static constexpr int kBlockQ = 64, kBlockK = 64, kThreads = 256, kStages = kStages_, kPageSize = kPageSize_;
+  static constexpr int kLatent = 512, kRope = 64, kDqk = 576;
+  static constexpr dev::Elem kElem = kElem_;
+  static constexpr int kTiles = kDqk / 64;        // 64-element column tiles of a row
+  static constexpr int kTileBytes = 64 * 128;     // one swizzled [64 rows x 64] tile
+  static constexpr int kRowsBytes = kTiles * kTileBytes;
+  // MN-major descriptor of V (rows = keys): offset between 64-column tiles and between groups
+  // of 8 keys. Which descriptor field takes which is what gpu_test_wgmma_probe establishes;
+  // swap these two if it reports the other order.
+  static constexpr unsigned kVLeadingBytes = kTileBytes, kVStrideBytes = 1024;
+  static_assert(kElem == dev::Elem::bf16, "decode_wgmma is bf16 only so far");
+  static_assert(kStages >= 1 && kStages <= 2, "1 or 2 stages fit in 227 KB");
+  static_assert((kPageSize & (kPageSize - 1)) == 0, "page_size is a power of two");
+
+  struct SharedPlan {
+    alignas(1024) unsigned char q[kRowsBytes];
+    alignas(1024) unsigned char kv[kStages][kRowsBytes];
+    alignas(1024) unsigned char p[kTileBytes];
+    float row_scale[kBlockQ];
+    float row_sum[kBlockQ];
+    float row_m[kBlockQ];
+  };
+};
+
+template <class T>
+struct DecodeWgmma {
+  using u32 = dev::u32;
+  using u16 = dev::u16;
+  using Plan = typename T::SharedPlan;
+
+  const DecodeParams& p;
+  Plan& sm;
+  const int tid, lane, warp, wg, kv_head, row0, hpk, rows_total;
+
+  __device__ DecodeWgmma(const DecodeParams& params, Plan& plan)
+      : p(params),
+        sm(plan),
+        tid(threadIdx.x),
+        lane(threadIdx.x % 32),
+        warp((threadIdx.x / 32) % 4),
+        wg(threadIdx.x / 128),
+        kv_head(blockIdx.z),
+        row0(blockIdx.y * T::kBlockQ),
+        hpk(params.h_q / params.h_kv),
+        rows_total(params.s_q * (params.h_q / params.h_kv)) {}
+
+  // Row r of a [rows x 576] swizzled tile set <- 16-byte chunks c0, c0 + 8, ... of src: chunk
+  // j = c0 + 8t lands in column tile t at swizzled position c0 ^ (r % 8).
+  __device__ void copy_row(unsigned char* tiles, int r, const u16* src, bool valid) {
+    const int c0 = tid % 8;
+    const u32 base = dev::smem_u32(tiles + r * 128 + (((c0 ^ r) & 7) << 4));
+#pragma unroll
+    for (int t = 0; t < T::kTiles; ++t)
+      dev::cp_async_16(base + t * T::kTileBytes, src + t * 64 + c0 * 8, valid ? 16 : 0);
+  }
+
+  __device__ void load_q(int bi) {
+#pragma unroll
+    for (int r = tid / 8; r < T::kBlockQ; r += T::kThreads / 8) {
+      const int row = row0 + r;
+      const bool valid = row < rows_total;
+      const int s = valid ? row / hpk : 0, h = kv_head * hpk + (valid ? row % hpk : 0);
+      copy_row(sm.q, r, static_cast<const u16*>(p.q) + bi * p.q_stride_b + s * p.q_stride_s + h * p.q_stride_h,
+               valid);
+    }
+  }
+
+  __device__ void load_kv(int bi, int k0, int k_end, int stage) {
+    constexpr int kPasses = T::kBlockK / (T::kThreads / 8);
+    const int* table = p.block_table + bi * p.block_table_stride;
+    int page[kPasses];
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int pos = k0 + tid / 8 + i * (T::kThreads / 8);
+      page[i] = pos < k_end ? table[pos / T::kPageSize] : -1;
+    }
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int r = tid / 8 + i * (T::kThreads / 8);
+      const u16* src = static_cast<const u16*>(p.k_cache) +
+                       static_cast<long long>(max(page[i], 0)) * p.k_stride_block +
+                       ((k0 + r) % T::kPageSize) * p.k_stride_row + kv_head * p.k_stride_head;
+      copy_row(sm.kv[stage], r, src, page[i] >= 0);
+    }
+  }
+
+  __device__ void run_segment(int bi, int seqlen, int tile_lo, int tile_hi, int split_idx, int n_splits) {
+    constexpr int S = T::kStages;
+    const int k_begin = tile_lo * T::kBlockK;
+    const int k_end = min(tile_hi * T::kBlockK, seqlen);
+    const int n_tiles = tile_hi - tile_lo;
+    const int g = lane / 4, c = lane % 4;
+    const int r_lo = 16 * warp + g, r_hi = r_lo + 8;  // this thread's rows of S and O
+
+    int key_limit[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int row = row0 + (i ? r_hi : r_lo);
+      const int s = min(row / hpk, p.s_q - 1);
+      key_limit[i] = p.causal ? min(k_end - 1, seqlen - p.s_q + s) : k_end - 1;
+    }
+
+    __syncthreads();  // the previous segment no longer reads shared memory
+    load_q(bi);
+#pragma unroll
+    for (int st = 0; st < S - 1; ++st) {
+      if (st < n_tiles) load_kv(bi, k_begin + st * T::kBlockK, k_end, st);
+      dev::cp_async_commit();
+    }
+
+    float o[128];
+#pragma unroll
+    for (int j = 0; j < 128; ++j) o[j] = 0.f;
+    float m_run[2] = {dev::neg_inf(), dev::neg_inf()};
+    float l_part[2] = {0.f, 0.f};
+    const u32 q_base = dev::smem_u32(sm.q), p_base = dev::smem_u32(sm.p);
+
+    for (int t = 0; t < n_tiles; ++t) {
+      if constexpr (S == 1) {
+        __syncthreads();
+        load_kv(bi, k_begin + t * T::kBlockK, k_end, 0);
+        dev::cp_async_commit();
+        dev::cp_async_wait<0>();
+      } else {
+        dev::cp_async_wait<S - 2>();
+        __syncthreads();
+        const int next = t + S - 1;
+        if (next < n_tiles) load_kv(bi, k_begin + next * T::kBlockK, k_end, next % S);
+        dev::cp_async_commit();
+      }
+      // cp.async wrote with the generic proxy; wgmma reads through the async proxy.
+      dev::fence_proxy_async_smem();
+      __syncthreads();
+      const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
+      const int k0 = k_begin + t * T::kBlockK;
+
+      if (wg == 0) {
+        float s_acc[32];
+#pragma unroll
+        for (int j = 0; j < 32; ++j) s_acc[j] = 0.f;
+        dev::wgmma_fence();
+#pragma unroll
+        for (int tile = 0; tile < T::kTiles; ++tile)
+#pragma unroll
+          for (int ks = 0; ks < 4; ++ks)
+            dev::wgmma_m64n64k16_bf16<0>(
+                s_acc, dev::smem_desc_sw128(q_base + tile * T::kTileBytes + ks * 32, 16, 1024),
+                dev::smem_desc_sw128(kv_base + tile * T::kTileBytes + ks * 32, 16, 1024), 1);
+        dev::wgmma_commit();
+        dev::wgmma_wait<0>();
+
+        // Online softmax (log2 domain); this warp holds whole rows r_lo and r_hi.
+        float m_tile[2] = {dev::neg_inf(), dev::neg_inf()};
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int pos = k0 + 8 * j + 2 * c + (e & 1);
+            const float v = pos <= key_limit[e >> 1] ? s_acc[4 * j + e] * p.scale_log2 : dev::neg_inf();
+            s_acc[4 * j + e] = v;
+            m_tile[e >> 1] = fmaxf(m_tile[e >> 1], v);
+          }
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const int r = i ? r_hi : r_lo;
+          const float m_new = fmaxf(m_run[i], dev::warp_max_xor<2>(m_tile[i]));
+          const float m_use = m_new == dev::neg_inf() ? 0.f : m_new;
+          const float scale = dev::exp2_approx(m_run[i] - m_use);
+          if (c == 0) sm.row_scale[r] = scale;
+          l_part[i] *= scale;
+          m_run[i] = m_new;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            const float p0 = dev::exp2_approx(s_acc[4 * j + 2 * i] - m_use);
+            const float p1 = dev::exp2_approx(s_acc[4 * j + 2 * i + 1] - m_use);
+            l_part[i] += p0 + p1;
+            const int col = 8 * j + 2 * c;
+            *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(r, col)) = dev::pack2<T::kElem>(p0, p1);
+          }
+        }
+        dev::fence_proxy_async_smem();  // P is read by wgmma next
+      }
+      __syncthreads();
+
+      // O = O * row_scale + P V for this warpgroup's 256 columns.
+      const float s_lo = sm.row_scale[r_lo], s_hi = sm.row_scale[r_hi];
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        o[4 * j] *= s_lo, o[4 * j + 1] *= s_lo, o[4 * j + 2] *= s_hi, o[4 * j + 3] *= s_hi;
+      }
+      dev::wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks)
+        dev::wgmma_m64n256k16_bf16<1>(
+            o, dev::smem_desc_sw128(p_base + ks * 32, 16, 1024),
+            dev::smem_desc_sw128(kv_base + 4 * wg * T::kTileBytes + ks * 16 * 128, T::kVLeadingBytes,
+                                 T::kVStrideBytes));
+      dev::wgmma_commit();
+      dev::wgmma_wait<0>();
+    }
+    dev::cp_async_wait<0>();
+
+    if (wg == 0) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const float l = dev::warp_sum_xor<2>(l_part[i]);
+        if (c == 0) sm.row_sum[i ? r_hi : r_lo] = l, sm.row_m[i ? r_hi : r_lo] = m_run[i];
+      }
+    }
+    __syncthreads();
+    store(bi, split_idx, n_splits, o, r_lo, r_hi);
+  }
+
+  __device__ void store(int bi, int split_idx, int n_splits, const float (&o)[128], int r_lo, int r_hi) {
+    constexpr float kLn2 = 0.6931471805599453f;
+    const int c = lane % 4;
+    const bool direct = n_splits == 1;
+    const int acc_idx = p.split_offsets[bi] + split_idx;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = half ? r_hi : r_lo;
+      const int row = row0 + r;
+      if (row >= rows_total) continue;
+      const float l = sm.row_sum[r];
+      const bool empty = l == 0.f;
+      const float inv_l = empty ? 0.f : 1.f / l;
+      const float lse = empty ? (direct ? dev::pos_inf() : dev::neg_inf()) : (sm.row_m[r] + dev::log2_approx(l)) * kLn2;
+      const int s = row / hpk, h = kv_head * hpk + row % hpk;
+      const int col0 = 256 * wg + 2 * c;
+      if (direct) {
+        u32* out = reinterpret_cast<u32*>(static_cast<u16*>(p.out) + bi * p.o_stride_b + s * p.o_stride_s +
+                                          h * p.o_stride_h + col0);
+#pragma unroll
+        for (int j = 0; j < 32; ++j)
+          out[4 * j] = dev::pack2<T::kElem>(o[4 * j + 2 * half] * inv_l, o[4 * j + 2 * half + 1] * inv_l);
+        if (wg == 0 && c == 0) p.lse[(static_cast<long long>(bi) * p.h_q + h) * p.s_q + s] = lse;
+      } else {
+        const long long acc_row = (static_cast<long long>(acc_idx) * p.s_q + s) * p.h_q + h;
+        float* out = p.o_accum + acc_row * T::kLatent + col0;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          float2 v;
+          v.x = o[4 * j + 2 * half] * inv_l;
+          v.y = o[4 * j + 2 * half + 1] * inv_l;
+          *reinterpret_cast<float2*>(out + 8 * j) = v;
+        }
+        if (wg == 0 && c == 0) p.lse_accum[acc_row] = lse;
+      }
+    }
+  }
+};
+
+template <class T>
+__device__ __forceinline__ void decode_wgmma_kernel(const DecodeParams& p) {
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  DecodeWgmma<T> cta(p, *reinterpret_cast<typename T::SharedPlan*>(smem_raw));
+  for_each_segment<T::kBlockK>(p, cta);
+}
+
+}  // namespace flashmla
