@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <string>
 
@@ -16,6 +17,35 @@
 
 using namespace flashmla;
 using Catch::Matchers::Contains;
+
+namespace {
+
+// The SASS of a cubin through cuobjdump ($CUDA_HOME or /usr/local/cuda), or nullopt with a
+// warning where cuobjdump (or the nvdisasm it runs) is missing.
+std::optional<std::string> sass_of(const std::string& cubin) {
+  const char* home = std::getenv("CUDA_HOME");
+  const std::filesystem::path cuobjdump = std::filesystem::path(home ? home : "/usr/local/cuda") / "bin" / "cuobjdump";
+  if (!std::filesystem::exists(cuobjdump)) {
+    WARN("SASS not checked: no cuobjdump at " << cuobjdump);
+    return std::nullopt;
+  }
+  test::TempDir dir;
+  std::ofstream(dir.path() / "k.cubin", std::ios::binary) << cubin;
+  const std::string cmd = cuobjdump.string() + " --dump-sass " + (dir.path() / "k.cubin").string() + " 2>&1";
+  std::string sass;
+  if (FILE* pipe = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) sass.append(buf, n);
+    ::pclose(pipe);
+  }
+  if (sass.find("fatal") != std::string::npos) {  // e.g. cuobjdump without its nvdisasm
+    WARN("SASS not checked: " << sass.substr(0, 300));
+    return std::nullopt;
+  }
+  return sass;
+}
+
+}  // namespace
 
 TEST_CASE("the wgmma probe compiles for sm_90a, and its SASS holds HGMMA", "[wgmma]") {
   std::string why;
@@ -34,27 +64,10 @@ TEST_CASE("the wgmma probe compiles for sm_90a, and its SASS holds HGMMA", "[wgm
     CHECK(k->stack_bytes == 0);
   }
 
-  const char* home = std::getenv("CUDA_HOME");
-  const std::filesystem::path cuobjdump = std::filesystem::path(home ? home : "/usr/local/cuda") / "bin" / "cuobjdump";
-  if (!std::filesystem::exists(cuobjdump)) {
-    WARN("SASS not checked: no cuobjdump at " << cuobjdump);
-    return;
-  }
-  test::TempDir dir;
-  std::ofstream(dir.path() / "probe.cubin", std::ios::binary) << out.cubin;
-  const std::string cmd = cuobjdump.string() + " --dump-sass " + (dir.path() / "probe.cubin").string() + " 2>&1";
-  std::string sass;
-  if (FILE* pipe = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) sass.append(buf, n);
-    ::pclose(pipe);
-  }
-  if (sass.find("fatal") != std::string::npos) {  // e.g. cuobjdump without its nvdisasm
-    WARN("SASS not checked: " << sass.substr(0, 300));
-    return;
-  }
-  CHECK_THAT(sass, Contains("HGMMA.64x64x16.F32.BF16") && Contains("HGMMA.64x256x16.F32.BF16"));
-  CHECK_FALSE(sass.find("HMMA") != std::string::npos);
+  const auto sass = sass_of(out.cubin);
+  if (!sass) return;
+  CHECK_THAT(*sass, Contains("HGMMA.64x64x16.F32.BF16") && Contains("HGMMA.64x256x16.F32.BF16"));
+  CHECK_FALSE(sass->find("HMMA") != std::string::npos);
 }
 
 TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HGMMA", "[wgmma]") {
@@ -76,6 +89,10 @@ TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HG
       REQUIRE(k != nullptr);
       CHECK(k->registers <= 255);
       CHECK(out.max_spill_bytes() == 0);
+      if (const auto sass = sass_of(out.cubin)) {
+        CHECK_THAT(*sass, Contains("HGMMA.64x64x16.F32.BF16") && Contains("HGMMA.64x256x16.F32.BF16"));
+        CHECK(sass->find("LDL") == std::string::npos);  // no local-memory loads (spills)
+      }
     }
   }
   KernelConfig fp16;
