@@ -1,4 +1,5 @@
 #include "jit/nvrtc.hpp"
+#include "jit/cubin_info.hpp"
 
 #include <dlfcn.h>
 #include <fmt/format.h>
@@ -8,7 +9,6 @@
 #include <algorithm>
 #include <regex>
 #include <mutex>
-#include <shared_mutex>
 
 #include "codegen/embedded.hpp"
 #include "flashmla/error.hpp"
@@ -161,16 +161,26 @@ std::vector<KernelResources> parse_ptxas_log(const std::string& log) {
 
 namespace {
 
-// Compiles may run on several threads. Seen on the H100 machine (2026-11-25, two threads):
-// one compile of 41 returned an empty log, so its ptxas report (registers, spills) was lost.
-// A compile whose report lacks an entry of the unit is therefore redone alone: ordinary
-// compiles share this lock, the retry holds it exclusively.
-std::shared_mutex g_compile_lock;
-
 int count_entries(const std::string& source) {
   int n = 0;
   for (std::size_t at = source.find("__global__"); at != std::string::npos; at = source.find("__global__", at + 1)) ++n;
   return n;
+}
+
+// Registers and local-memory frame come from the cubin (always there); spill figures from the
+// ptxas log when NVRTC returned it. Without the log a function's spills are bounded by its
+// frame: spilled registers live in the frame, so frame 0 means no spills.
+std::vector<KernelResources> resources_of(const std::string& cubin, const std::string& log) {
+  std::vector<KernelResources> out = parse_ptxas_log(log);
+  for (const CubinFunction& f : read_cubin_functions(cubin)) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const KernelResources& k) { return k.symbol == f.symbol; });
+    const bool from_log = it != out.end();
+    if (!from_log) it = out.insert(out.end(), KernelResources{f.symbol});
+    if (f.registers >= 0) it->registers = f.registers;
+    if (f.frame_bytes >= 0) it->stack_bytes = f.frame_bytes;
+    if (!from_log) it->spill_store_bytes = it->spill_load_bytes = std::max(0, f.frame_bytes);
+  }
+  return out;
 }
 
 CompileOutput compile_once(const KernelConfig& config, const std::string& unit_name, const std::string& source) {
@@ -212,7 +222,7 @@ CompileOutput compile_once(const KernelConfig& config, const std::string& unit_n
   n.cubin(prog, out.cubin.data());
   n.destroy(&prog);
   out.log = std::move(log);
-  out.kernels = parse_ptxas_log(out.log);
+  out.kernels = resources_of(out.cubin, out.log);
   return out;
 }
 
@@ -220,21 +230,12 @@ CompileOutput compile_once(const KernelConfig& config, const std::string& unit_n
 
 CompileOutput compile(const KernelConfig& config, const std::string& unit_name, const std::string& source) {
   const int entries = count_entries(source);
-  auto complete = [entries](const CompileOutput& out) {
-    return static_cast<int>(std::count_if(out.kernels.begin(), out.kernels.end(),
-                                          [](const KernelResources& k) { return k.registers >= 0; })) >= entries;
-  };
-  {
-    std::shared_lock lock(g_compile_lock);
-    CompileOutput out = compile_once(config, unit_name, source);
-    if (complete(out)) return out;
-  }
-  std::unique_lock lock(g_compile_lock);
   CompileOutput out = compile_once(config, unit_name, source);
-  if (!complete(out))
-    throw CompileError(fmt::format("NVRTC compiled {} but its ptxas report names {} of {} entry functions, even "
-                                   "compiled alone; registers and spills are unknown\n{}",
-                                   config.id(), out.kernels.size(), entries, out.log),
+  const auto known = std::count_if(out.kernels.begin(), out.kernels.end(),
+                                   [](const KernelResources& k) { return k.registers >= 0; });
+  if (known < entries)
+    throw CompileError(fmt::format("NVRTC compiled {} but its cubin reports registers for {} of {} entry functions",
+                                   config.id(), known, entries),
                        out.log, "", config.id());
   return out;
 }

@@ -1,5 +1,6 @@
 // NVRTC, opened at run time with dlopen, and the compile of one generated unit to a
-// cubin with its resource report (registers, spills, stack) read from the ptxas log.
+// cubin with its resource report: registers and stack frame read from the cubin, spill
+// figures from the ptxas log when NVRTC returns it.
 #pragma once
 
 #include <string>

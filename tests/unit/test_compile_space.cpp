@@ -18,6 +18,7 @@
 #include "codegen/codegen.hpp"
 #include "flashmla/config.hpp"
 #include "flashmla/error.hpp"
+#include "jit/cubin_info.hpp"
 #include "jit/nvrtc.hpp"
 
 #define SKIP_WITHOUT_NVRTC()                        \
@@ -208,6 +209,44 @@ TEST_CASE("parse_ptxas_log keeps a non-inlined device function's figures out of 
   CHECK(kernels[2].symbol == "first");
   CHECK(kernels[2].registers == 72);
   CHECK(kernels[2].stack_bytes == 0);
+}
+
+TEST_CASE("the cubin's own .nv.info gives the registers and frame the ptxas log gives", "[compile][nvrtc]") {
+  SKIP_WITHOUT_NVRTC();
+  // `framed` indexes a local array by a run-time value, so it needs a local-memory frame.
+  const std::string source =
+      "extern \"C\" __global__ void framed(float* x, int n) {\n"
+      "  float t[300];\n"
+      "  for (int i = 0; i < 300; ++i) t[i] = x[i * n];\n"
+      "  x[threadIdx.x] = t[(n + threadIdx.x) % 300];\n"
+      "}\n"
+      "extern \"C\" __global__ void plain(float* x) { x[threadIdx.x] *= 2.f; }\n";
+  for (const char* arch : {"sm_80", "sm_90a"}) {
+    const auto out = jit::compile(base_config(Arch::parse(arch)), "probe.cu", source);
+    const auto from_log = jit::parse_ptxas_log(out.log);
+    const auto from_cubin = jit::read_cubin_functions(out.cubin);
+    REQUIRE(from_cubin.size() == 2);
+    for (const auto& f : from_cubin) {
+      INFO(arch << " " << f.symbol);
+      const auto* k = out.find(f.symbol);
+      REQUIRE(k != nullptr);
+      CHECK(k->registers == f.registers);
+      CHECK(k->stack_bytes == f.frame_bytes);
+      for (const auto& l : from_log)  // NVRTC may return no log; when it does, both agree
+        if (l.symbol == f.symbol) {
+          CHECK(l.registers == f.registers);
+          CHECK(l.stack_bytes == f.frame_bytes);
+        }
+    }
+    CHECK(out.find("framed")->stack_bytes > 0);
+    CHECK(out.find("plain")->stack_bytes == 0);
+    CHECK(out.find("plain")->registers > 0);
+  }
+  CHECK_THROWS_WITH(jit::read_cubin_functions("not an elf file at all, long enough to hold a header of sixty-four"),
+                    Contains("not a little-endian ELF64"));
+  std::string truncated = jit::compile(base_config(Arch::parse("sm_80")), "probe.cu", source).cubin;
+  truncated.resize(truncated.size() / 2);
+  CHECK_THROWS_WITH(jit::read_cubin_functions(truncated), Contains("past the end"));
 }
 
 TEST_CASE("a unit that does not compile throws CompileError with log, options and config id", "[compile][nvrtc]") {
