@@ -1,6 +1,7 @@
 // decode_wgmma: split-KV MLA decode for sm_90a with warpgroup MMA (wgmma) from shared memory.
-// First version, correctness first: NOT YET RUN ON A GPU; dispatch never picks it, a config
-// must be pinned (or win a tuning run, which checks it against the reference first).
+// First version, correctness first: passes the pinned GPU tests on the H100 (2026-11-26);
+// dispatch does not pick it yet, a config must be pinned (or win a tuning run, which checks it
+// against the reference first).
 //
 // One CTA = (partition, tile of 64 query rows, kv head), two warpgroups (256 threads):
 //   S = Q K^T     warpgroup 0: 36 x wgmma m64n64k16 (d_qk 576 = 9 tiles of 64), fp32 in
@@ -30,8 +31,7 @@ struct DecodeWgmmaTraits {
   static constexpr int kTileBytes = 64 * 128;     // one swizzled [64 rows x 64] tile
   static constexpr int kRowsBytes = kTiles * kTileBytes;
   // MN-major descriptor of V (rows = keys): offset between 64-column tiles and between groups
-  // of 8 keys. Which descriptor field takes which is what gpu_test_wgmma_probe establishes;
-  // swap these two if it reports the other order.
+  // of 8 keys, in the field order gpu_test_wgmma_probe checks (established on the H100).
   static constexpr unsigned kVLeadingBytes = kTileBytes, kVStrideBytes = 1024;
   static_assert(kElem == dev::Elem::bf16, "decode_wgmma is bf16 only so far");
   static_assert(kStages >= 1 && kStages <= 2, "1 or 2 stages fit in 227 KB");

@@ -70,8 +70,12 @@ TEST_CASE("wgmma from 128B-swizzled shared memory matches the CPU, K-major and M
   DeviceBuffer da(8192), db(8192), dv(8192), ck(4096 * 4), cmn(4096 * 4);
   da.upload(a), db.upload(b), dv.upload(v);
 
-  int matched = 0;
-  for (auto [leading, stride] : {std::pair<unsigned, unsigned>{8192, 1024}, {1024, 8192}}) {
+  // The MN-major field order, established on the H100 (2026-11-26): leading byte offset = the
+  // step between 64-column tiles, stride byte offset = the step between groups of 8 rows. The
+  // swapped order is not tried any more: its reads run past the shared buffer and fault the
+  // context, which ends the program.
+  {
+    unsigned leading = 8192, stride = 1024;
     ck.poison(), cmn.poison();
     CUdeviceptr pa = da.ptr(), pb = db.ptr(), pv = dv.ptr(), pk = ck.ptr(), pmn = cmn.ptr();
     void* args[] = {&pa, &pb, &pv, &pk, &pmn, &leading, &stride};
@@ -83,12 +87,8 @@ TEST_CASE("wgmma from 128B-swizzled shared memory matches the CPU, K-major and M
     INFO("MN-major descriptor leading " << leading << " stride " << stride << ": K-major error " << err_k
                                        << ", MN-major error " << err_mn);
     CHECK(err_k < 1e-5);
-    if (err_mn < 1e-5) {
-      ++matched;
-      WARN("MN-major B (V) works with leading byte offset " << leading << ", stride byte offset " << stride);
-    }
+    CHECK(err_mn < 1e-5);
   }
-  CHECK(matched >= 1);
 
   // m64n256k16 with B MN-major over four 64-column tiles: which offset steps along N.
   CUfunction fn256 = nullptr;
@@ -103,8 +103,8 @@ TEST_CASE("wgmma from 128B-swizzled shared memory matches the CPU, K-major and M
       for (int k = 0; k < 16; ++k) want_w[m * 256 + n] += double(fa16[m * 16 + k]) * fw[k * 256 + n];
   DeviceBuffer da16(a16.size() * 2), dw(w.size() * 2), dc(want_w.size() * 4);
   da16.upload(a16), dw.upload(w);
-  int matched256 = 0;
-  for (auto [leading, stride] : {std::pair<unsigned, unsigned>{2048, 1024}, {1024, 2048}}) {
+  {
+    unsigned leading = 2048, stride = 1024;  // 64-column tiles of 16 rows; 8-row groups
     dc.poison();
     CUdeviceptr pa = da16.ptr(), pw = dw.ptr(), pc = dc.ptr();
     void* args[] = {&pa, &pw, &pc, &leading, &stride};
@@ -114,11 +114,7 @@ TEST_CASE("wgmma from 128B-swizzled shared memory matches the CPU, K-major and M
     dc.download(got);
     const double err = rel_l2(got, want_w);
     INFO("n256 MN-major descriptor leading " << leading << " stride " << stride << ": error " << err);
-    if (err < 1e-5) {
-      ++matched256;
-      WARN("n256 MN-major B works with leading byte offset " << leading << " (64-column tiles), stride " << stride);
-    }
+    CHECK(err < 1e-5);
   }
-  CHECK(matched256 >= 1);
   FLASHMLA_CU(d.cuModuleUnload(module));
 }
