@@ -6,6 +6,8 @@
 #include <string>
 
 #include "autotune/search_space.hpp"
+#include "codegen/embedded.hpp"
+#include "flashmla/flashmla.hpp"
 #include "autotune/tuner.hpp"
 #include "autotune/tuning_table.hpp"
 #include "flashmla/error.hpp"
@@ -171,4 +173,25 @@ TEST_CASE("tune shapes parse from text, and bad text says which field", "[tuning
   CHECK_THROWS_WITH(parse_shape("b=four"), Contains("b = 'four' is not a number"));
   CHECK_THROWS_WITH(parse_shape("b4"), Contains("not name=value"));
   CHECK(preset_shapes().size() == 11);
+}
+
+TEST_CASE("every shipped table parses, is named by its GPU's slug, and holds only valid configs", "[tuning]") {
+  const auto tables = codegen::embedded_tables();
+  for (const auto& f : tables) {
+    INFO(f.name);
+    const TuningTable t = parse_table(std::string(f.source), std::string(f.name));
+    CHECK(std::string(f.name).find(gpu_slug(t.device.name) + ".json") != std::string::npos);
+    CHECK(t.device.library == std::string(flashmla::version()));
+    CHECK_FALSE(t.entries.empty());
+    for (const auto& e : t.entries) {
+      INFO(e.config.id());
+      CHECK_FALSE(e.config.invalid_reason());
+      CHECK(e.config.arch.name() == t.device.arch);
+      CHECK(e.config.dtype == e.key.dtype);
+      CHECK(e.config.page_size == e.key.page_size);
+      CHECK(e.config.latent_dim == e.key.latent_dim);
+      CHECK(e.median_us > 0);
+      CHECK(e.median_us <= e.heuristic_us * 1.02);  // the winner was timed beside the heuristic
+    }
+  }
 }
