@@ -4,7 +4,11 @@ Runs one small decode, whose kernel is not cached yet, in child processes under 
 (library defaults; FLASHMLA_NVRTC_LIBRARY at the toolkit's libnvrtc; no RTLD_DEEPBIND;
 flashmla imported before torch) and prints each child's exit status, the libnvrtc files it
 mapped and, for a crash, the native stack (python/tools/segv_backtrace.c, built with gcc).
-Needs a GPU.
+Needs a GPU. Exits 1 when the default variant fails.
+
+Found with it (H100 machine, torch 2.11+cu130, 2026-11-26): every variant crashed inside
+std::regex construction (the ptxas-log parser), not in NVRTC; the parser no longer uses
+std::regex.
 
     python3 python/tools/nvrtc_in_torch.py [--json OUT]
 """
@@ -82,6 +86,7 @@ def main():
                 print("   ", line[:200])
     if a.json:
         json.dump(results, open(a.json, "w"), indent=2)
+    sys.exit(0 if results[0]["exit"] == 0 else 1)  # the library's defaults must work
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ static void on_fault(int sig) {
   void* frames[64];
   const int n = backtrace(frames, 64);
   static const char head[] = "\n== native stack at the fault ==\n";
-  write(2, head, sizeof head - 1);
+  if (write(2, head, sizeof head - 1) < 0) return;
   backtrace_symbols_fd(frames, n, 2);
   signal(sig, SIG_DFL);
   raise(sig);

@@ -1,10 +1,9 @@
 """Compile the kernel configs the tests, example and benchmark use (the library's choice for
 bf16/fp16, latent 512/256, page 16/32/64/128 and each q-tile bucket) into the disk cache
-(FLASHMLA_CACHE_DIR), in a process without torch.
-
-Why: a kernel compile (NVRTC) inside a process that imported torch segfaults: there the
-libnvrtc.so.13 that torch's pip wheel loaded is used (README, "Known issue"); loading
-cached kernels works. Run: python3 python/tools/warm_cache.py (needs a GPU)."""
+(FLASHMLA_CACHE_DIR), in a process without torch, so that later processes load them instead
+of compiling. Optional: compiling inside a torch process works since the ptxas-log parser
+stopped using std::regex (see nvrtc_in_torch.py). Run: python3 python/tools/warm_cache.py
+(needs a GPU)."""
 import ctypes
 import sys
 from pathlib import Path

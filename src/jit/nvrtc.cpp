@@ -7,7 +7,8 @@
 
 #include <cstdlib>
 #include <algorithm>
-#include <regex>
+#include <optional>
+#include <string_view>
 #include <mutex>
 
 #include "codegen/embedded.hpp"
@@ -114,6 +115,48 @@ std::vector<std::string> nvrtc_options(const KernelConfig& config) {
   return {fmt::format("--gpu-architecture={}", config.arch.name()), "--std=c++17", "--ptxas-options=-v"};
 }
 
+namespace {
+
+// The text after `prefix` in line, up to the first of `stops` (or the end of the line).
+std::optional<std::string_view> word_after(std::string_view line, std::string_view prefix, std::string_view stops) {
+  const auto at = line.find(prefix);
+  if (at == std::string_view::npos) return std::nullopt;
+  const std::string_view rest = line.substr(at + prefix.size());
+  const std::string_view word = rest.substr(0, rest.find_first_of(stops));
+  if (word.empty()) return std::nullopt;
+  return word;
+}
+
+std::optional<int> parse_digits(std::string_view digits) {
+  if (digits.empty() || digits.size() > 9) return std::nullopt;
+  int v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+// The decimal number right before `suffix` ("48 bytes stack frame" -> 48).
+std::optional<int> number_before(std::string_view line, std::string_view suffix) {
+  const auto at = line.find(suffix);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::size_t begin = at;
+  while (begin > 0 && line[begin - 1] >= '0' && line[begin - 1] <= '9') --begin;
+  return parse_digits(line.substr(begin, at - begin));
+}
+
+// The decimal number right after `prefix` ("Used 21 registers" -> 21).
+std::optional<int> number_after(std::string_view line, std::string_view prefix) {
+  const auto at = line.find(prefix);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::size_t end = at + prefix.size();
+  while (end < line.size() && line[end] >= '0' && line[end] <= '9') ++end;
+  return parse_digits(line.substr(at + prefix.size(), end - at - prefix.size()));
+}
+
+}  // namespace
+
 std::vector<KernelResources> parse_ptxas_log(const std::string& log) {
   // ptxas prints, per entry:  Compiling entry function 'NAME' for 'sm_90a'
   //                           Function properties for NAME
@@ -122,10 +165,9 @@ std::vector<KernelResources> parse_ptxas_log(const std::string& log) {
   // A non-inlined device function gets its own "Function properties for F" block (often right
   // after its caller's); its figures go to an entry of its own (registers -1), never to the
   // kernel printed before it.
-  static const std::regex entry(R"(Compiling entry function '([A-Za-z_0-9]+)')");
-  static const std::regex props(R"(Function properties for ([A-Za-z_0-9$.]+))");
-  static const std::regex frame(R"((\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads)");
-  static const std::regex regs(R"(Used (\d+) registers)");
+  //
+  // Plain string scanning, no std::regex: constructing a std::regex crashed inside a Python
+  // process that had imported torch 2.11 (H100 machine, 2026-11-26; std::locale facets).
   std::vector<KernelResources> out;
   std::string props_of;  // function named by the last "Function properties for" line
   auto find_or_add = [&out](const std::string& name) -> KernelResources& {
@@ -138,22 +180,21 @@ std::vector<KernelResources> parse_ptxas_log(const std::string& log) {
   while (pos < log.size()) {
     std::size_t end = log.find('\n', pos);
     if (end == std::string::npos) end = log.size();
-    const std::string line = log.substr(pos, end - pos);
+    const std::string_view line(log.data() + pos, end - pos);
     pos = end + 1;
-    std::smatch m;
-    if (std::regex_search(line, m, entry)) {
-      out.push_back(KernelResources{m[1].str()});
+    if (auto name = word_after(line, "Compiling entry function '", "'")) {
+      out.push_back(KernelResources{std::string(*name)});
       props_of.clear();
-    } else if (std::regex_search(line, m, props)) {
-      props_of = m[1].str();
-    } else if (std::regex_search(line, m, frame)) {
+    } else if (auto fn = word_after(line, "Function properties for ", " \r")) {
+      props_of = std::string(*fn);
+    } else if (auto stack = number_before(line, " bytes stack frame")) {
       if (props_of.empty() && out.empty()) continue;
       KernelResources& k = props_of.empty() ? out.back() : find_or_add(props_of);
-      k.stack_bytes = std::stoi(m[1].str());
-      k.spill_store_bytes = std::stoi(m[2].str());
-      k.spill_load_bytes = std::stoi(m[3].str());
-    } else if (!out.empty() && std::regex_search(line, m, regs)) {
-      out.back().registers = std::stoi(m[1].str());
+      k.stack_bytes = *stack;
+      k.spill_store_bytes = number_before(line, " bytes spill stores").value_or(0);
+      k.spill_load_bytes = number_before(line, " bytes spill loads").value_or(0);
+    } else if (auto used = number_after(line, "Used ")) {
+      if (!out.empty() && line.find(" registers") != std::string_view::npos) out.back().registers = *used;
     }
   }
   return out;
