@@ -290,7 +290,7 @@ def scheduled_config(tile_scheduler_metadata):
 def select_config(b=1, s_q=1, h_q=128, h_kv=1, head_dim_v=512, page_size=64, dtype="bfloat16", num_blocks=1,
                   max_blocks_per_seq=1):
     """The KernelConfig id the library picks for a problem on the current GPU (FLASHMLA_CONFIG
-    first, then the heuristic). dtype: torch.bfloat16 / torch.float16 or their names.
+    first, then a tuning-table entry of the problem's class, then the heuristic). dtype: torch.bfloat16 / torch.float16 or their names.
     Pass the id to flash_mla_with_kvcache(config=...) to pin it."""
     name = {"bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(dtype_name(dtype), dtype_name(dtype))
     if name not in ("bfloat16", "float16"):

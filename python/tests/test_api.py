@@ -261,9 +261,37 @@ def test_tune_runs_the_cli_and_reports_its_failure():
     if not (Path(lib).parent / "flashmla").is_file():
         pytest.skip(f"the flashmla CLI is not next to {lib}")
     if Path("/dev/nvidia0").exists():
-        pytest.skip("a GPU is present: a real tune takes minutes (run `flashmla tune` on the device instead)")
+        pytest.skip("a GPU is present: test_tune_on_a_gpu_writes_the_table_dispatch_uses covers tune there")
     with pytest.raises(flashmla.FlashMLAError, match="needs a GPU"):
         flashmla.tune(shapes=[{"b": 1, "s_q": 1, "h_q": 16, "s_k": 256}], budget_minutes=0.1)
+
+
+def test_tune_on_a_gpu_writes_the_table_dispatch_uses(tmp_path, monkeypatch):
+    lib = _library_or_skip()
+    if not (Path(lib).parent / "flashmla").is_file():
+        pytest.skip(f"the flashmla CLI is not next to {lib}")
+    if not Path("/dev/nvidia0").exists():
+        pytest.skip("no GPU: tune needs one (test_tune_runs_the_cli_and_reports_its_failure covers this machine)")
+    import json
+
+    # A class no shipped table covers (fp16, page 32, h_q 24), tuned into a fresh cache folder.
+    monkeypatch.setenv("FLASHMLA_CACHE_DIR", str(tmp_path))
+    try:
+        before = flashmla.select_config(b=4, h_q=24, page_size=32, dtype="float16")
+        path = flashmla.tune(shapes=[{"b": 4, "s_q": 1, "h_q": 24, "s_k": 512, "page_size": 32, "dtype": "fp16"}],
+                             budget_minutes=3, runs=5)
+        assert path and Path(path).parent == tmp_path / "tuning", path
+        table = json.loads(Path(path).read_text())
+        (entry,) = table["entries"]
+        assert entry["key"]["h_q"] == 24 and entry["key"]["page_size"] == 32 and entry["key"]["dtype"] == "fp16"
+        timed = [c for c in entry["candidates"] if "median_us" in c]
+        assert len(timed) >= 2
+        winner = min(timed, key=lambda c: c["median_us"])["config_id"]
+        assert flashmla.select_config(b=4, h_q=24, page_size=32, dtype="float16") == winner
+        assert entry["heuristic_config"] == before
+    finally:
+        monkeypatch.undo()
+        _capi.check(_capi.lib().flashmla_reload_tuning_tables(), "flashmla_reload_tuning_tables")
 
 
 def _library_or_skip():
