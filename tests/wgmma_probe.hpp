@@ -50,7 +50,7 @@ wgmma_probe(const u16* a, const u16* b, const u16* v, float* c_kmajor, float* c_
   wgmma_fence();
 #pragma unroll
   for (int s = 0; s < 4; ++s)
-    wgmma_m64n64k16_bf16<0>(d, smem_desc_sw128(base + s * 32, 16, 1024),
+    wgmma_m64n64k16<Elem::bf16, 0>(d, smem_desc_sw128(base + s * 32, 16, 1024),
                             smem_desc_sw128(base + 8192 + s * 32, 16, 1024), 1);
   wgmma_commit();
   wgmma_wait<0>();
@@ -62,7 +62,7 @@ wgmma_probe(const u16* a, const u16* b, const u16* v, float* c_kmajor, float* c_
   wgmma_fence();
 #pragma unroll
   for (int s = 0; s < 4; ++s)
-    wgmma_m64n64k16_bf16<1>(d, smem_desc_sw128(base + s * 32, 16, 1024),
+    wgmma_m64n64k16<Elem::bf16, 1>(d, smem_desc_sw128(base + s * 32, 16, 1024),
                             smem_desc_sw128(base + 16384 + s * 2048, v_leading_bytes, v_stride_bytes), 1);
   wgmma_commit();
   wgmma_wait<0>();
@@ -89,7 +89,7 @@ wgmma_probe_n256(const u16* a, const u16* w, float* c, unsigned w_leading_bytes,
 #pragma unroll
   for (int j = 0; j < 128; ++j) d[j] = 0.f;
   wgmma_fence();
-  wgmma_m64n256k16_bf16<1>(d, smem_desc_sw128(base, 16, 1024),
+  wgmma_m64n256k16<Elem::bf16, 1>(d, smem_desc_sw128(base, 16, 1024),
                            smem_desc_sw128(base + 8192, w_leading_bytes, w_stride_bytes));
   wgmma_commit();
   wgmma_wait<0>();

@@ -67,7 +67,7 @@ for mode in cold_jit warm_disk_cache bundle; do
   esac | sed "s/^{/{\"mode\": \"$mode\", /" | tee -a "$out/startup.jsonl"
 done
 
-echo "== benchmark"
-"$build/flashmla" bench --preset --json "$out/decode-mma-baseline.json" --commit "$commit" | tee -a "$out/steps.log"
+echo "== benchmark (the configs dispatch picks: tuning table, else heuristic)"
+"$build/flashmla" bench --preset --json "$out/decode-preset.json" --commit "$commit" | tee -a "$out/steps.log"
 
 python3 "$root/tools/device_check_summary.py" "$out" "$commit"

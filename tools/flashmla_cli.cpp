@@ -20,6 +20,7 @@
 #include "autotune/search_space.hpp"
 #include "autotune/tuner.hpp"
 #include "autotune/tuning_table.hpp"
+#include "runtime/dispatch.hpp"
 #include "runtime/tuning.hpp"
 #include "codegen/codegen.hpp"
 #include "flashmla/bundle.hpp"
@@ -55,7 +56,11 @@ int cmd_info() {
     const int sm = d.cc_major * 10 + d.cc_minor;
     fmt::print("GPU {}: {}, sm_{}{}, {} SMs, {:.1f} GiB, {} KiB shared memory per block\n", d.ordinal, d.name, sm,
                sm == 90 ? "a" : "", d.sm_count, d.total_memory / double(1 << 30), d.max_shared_optin / 1024);
-    if (sm < 80) fmt::print("  unsupported: flashmla needs sm_80 or newer\n");
+    if (sm < 80)
+      fmt::print("  unsupported: flashmla needs sm_80 or newer\n");
+    else
+      fmt::print("  decode: {} (tuning tables may choose otherwise; `flashmla tune --explain`)\n",
+                 runtime::family_summary(Arch{sm, sm == 90}));
   }
   return 0;
 }

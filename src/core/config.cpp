@@ -135,7 +135,6 @@ namespace {
 std::optional<std::string> wgmma_invalid_reason(const KernelConfig& c) {
   if (!(c.arch.sm == 90 && c.arch.accel))
     return fmt::format("decode_wgmma needs sm_90a (wgmma), not {}", c.arch.name());
-  if (c.dtype != DType::bf16) return fmt::format("decode_wgmma is bf16 only so far, not {}", to_string(c.dtype));
   if (c.latent_dim != 512 || c.rope_dim != 64)
     return fmt::format("decode_wgmma supports latent_dim 512 with rope_dim 64 only, not {} + {}", c.latent_dim,
                        c.rope_dim);

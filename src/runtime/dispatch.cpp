@@ -7,7 +7,35 @@
 
 namespace flashmla::runtime {
 
+namespace {
+
+// On sm_90a, decode_wgmma wherever it supports the problem (latent 512 + rope 64, bf16 or fp16,
+// page 16-128) and one kv head has at least 16 query rows: measured on the H100 (bench/results/
+// tuning-h100.json, 2026-11-26) it beats decode_mma on every PERF.md row, 1.04x at h_q 16 up to
+// 2.2x at h_q 128. Below 16 rows its fixed 64-row tile is mostly padding and nothing was measured,
+// so decode_mma's narrow tiles stay. Two stages: the faster of its two configs on every row.
+std::optional<KernelConfig> hopper_config(const DecodeShape& s, Arch arch) {
+  if (!(arch.sm == 90 && arch.accel) || rows_per_kv_head(s) < 16) return std::nullopt;
+  KernelConfig c;
+  c.family = Family::decode_wgmma;
+  c.block_size_q = 64, c.block_size_k = 64, c.num_warps = 8, c.num_stages = 2;
+  c.latent_dim = s.latent_dim, c.rope_dim = s.rope_dim, c.page_size = s.page_size, c.dtype = s.dtype;
+  c.arch = arch;
+  if (c.invalid_reason()) return std::nullopt;
+  return c;
+}
+
+}  // namespace
+
+std::string family_summary(Arch arch) {
+  if (arch.sm == 90 && arch.accel)
+    return "decode_wgmma for latent_dim 512 (bf16, fp16; page 16-128) with >= 16 query rows per kv head; "
+           "decode_mma for latent_dim 256 and fewer rows";
+  return fmt::format("decode_mma (decode_wgmma needs sm_90a, this is {})", arch.name());
+}
+
 KernelConfig heuristic_config(const DecodeShape& s, Arch arch) {
+  if (auto hopper = hopper_config(s, arch)) return *hopper;
   struct Tile {
     int q, k, warps, stages;
   };

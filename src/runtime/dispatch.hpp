@@ -14,6 +14,8 @@ inline int rows_per_kv_head(const DecodeShape& s) { return s.s_q * (s.h_q / s.h_
 
 // First valid config of the heuristic's preference list for this shape and arch.
 KernelConfig heuristic_config(const DecodeShape& shape, Arch arch);
+// Which kernel family decodes on `arch`, and where the other one takes over (for `flashmla info`).
+std::string family_summary(Arch arch);
 // Checks that a pinned config fits the shape and arch; throws InvalidArgument saying why not.
 void check_pinned(const KernelConfig& config, const DecodeShape& shape, Arch arch, const char* origin);
 // The config for a shape and why: DecodeOptions::config, then FLASHMLA_CONFIG, then the

@@ -33,7 +33,6 @@ struct DecodeWgmmaTraits {
   // MN-major descriptor of V (rows = keys): offset between 64-column tiles and between groups
   // of 8 keys, in the field order gpu_test_wgmma_probe checks (established on the H100).
   static constexpr unsigned kVLeadingBytes = kTileBytes, kVStrideBytes = 1024;
-  static_assert(kElem == dev::Elem::bf16, "decode_wgmma is bf16 only so far");
   static_assert(kStages >= 1 && kStages <= 2, "1 or 2 stages fit in 227 KB");
   static_assert((kPageSize & (kPageSize - 1)) == 0, "page_size is a power of two");
 
@@ -168,7 +167,7 @@ struct DecodeWgmma {
         for (int tile = 0; tile < T::kTiles; ++tile)
 #pragma unroll
           for (int ks = 0; ks < 4; ++ks)
-            dev::wgmma_m64n64k16_bf16<0>(
+            dev::wgmma_m64n64k16<T::kElem, 0>(
                 s_acc, dev::smem_desc_sw128(q_base + tile * T::kTileBytes + ks * 32, 16, 1024),
                 dev::smem_desc_sw128(kv_base + tile * T::kTileBytes + ks * 32, 16, 1024), 1);
         dev::wgmma_commit();
@@ -216,7 +215,7 @@ struct DecodeWgmma {
       dev::wgmma_fence();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks)
-        dev::wgmma_m64n256k16_bf16<1>(
+        dev::wgmma_m64n256k16<T::kElem, 1>(
             o, dev::smem_desc_sw128(p_base + ks * 32, 16, 1024),
             dev::smem_desc_sw128(kv_base + 4 * wg * T::kTileBytes + ks * 16 * 128, T::kVLeadingBytes,
                                  T::kVStrideBytes));

@@ -76,27 +76,29 @@ TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HG
     WARN("skipped: " << why);
     return;
   }
-  for (int page : {16, 32, 64, 128}) {
-    KernelConfig base;
-    base.arch = Arch::parse("sm_90a");
-    base.page_size = page;
-    const auto space = autotune::decode_wgmma_space(base);
-    REQUIRE(space.valid.size() == 2);
-    for (const KernelConfig& c : space.valid) {
-      INFO(c.id());
-      const jit::CompileOutput out = jit::compile(c, codegen::unit_name(c), codegen::render(c));
-      const jit::KernelResources* k = out.find(codegen::kDecodeSymbol);
-      REQUIRE(k != nullptr);
-      CHECK(k->registers <= 255);
-      CHECK(out.max_spill_bytes() == 0);
-      if (const auto sass = sass_of(out.cubin)) {
-        CHECK_THAT(*sass, Contains("HGMMA.64x64x16.F32.BF16") && Contains("HGMMA.64x256x16.F32.BF16"));
-        CHECK(sass->find("LDL") == std::string::npos);  // no local-memory loads (spills)
+  for (int page : {16, 32, 64, 128})
+    for (DType dtype : {DType::bf16, DType::fp16}) {
+      KernelConfig base;
+      base.arch = Arch::parse("sm_90a");
+      base.page_size = page, base.dtype = dtype;
+      const std::string type = dtype == DType::bf16 ? "BF16" : "F16";
+      const auto space = autotune::decode_wgmma_space(base);
+      REQUIRE(space.valid.size() == 2);
+      for (const KernelConfig& c : space.valid) {
+        INFO(c.id());
+        const jit::CompileOutput out = jit::compile(c, codegen::unit_name(c), codegen::render(c));
+        const jit::KernelResources* k = out.find(codegen::kDecodeSymbol);
+        REQUIRE(k != nullptr);
+        CHECK(k->registers <= 255);
+        CHECK(out.max_spill_bytes() == 0);
+        if (const auto sass = sass_of(out.cubin)) {
+          CHECK_THAT(*sass, Contains("HGMMA.64x64x16.F32." + type) && Contains("HGMMA.64x256x16.F32." + type));
+          CHECK(sass->find("LDL") == std::string::npos);  // no local-memory loads (spills)
+        }
       }
     }
-  }
-  KernelConfig fp16;
-  fp16.family = Family::decode_wgmma, fp16.dtype = DType::fp16, fp16.arch = Arch::parse("sm_90a");
-  fp16.block_size_q = 64, fp16.block_size_k = 64, fp16.num_warps = 8, fp16.num_stages = 1;
-  CHECK_THAT(*fp16.invalid_reason(), Contains("bf16 only"));
+  KernelConfig l256;
+  l256.family = Family::decode_wgmma, l256.latent_dim = 256, l256.arch = Arch::parse("sm_90a");
+  l256.block_size_q = 64, l256.block_size_k = 64, l256.num_warps = 8, l256.num_stages = 1;
+  CHECK_THAT(*l256.invalid_reason(), Contains("latent_dim 512"));
 }
