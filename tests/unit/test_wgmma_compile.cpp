@@ -81,7 +81,8 @@ TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HG
       KernelConfig base;
       base.arch = Arch::parse("sm_90a");
       base.page_size = page, base.dtype = dtype;
-      const std::string type = dtype == DType::bf16 ? "BF16" : "F16";
+      // SASS names the operand type for bf16 only: "HGMMA.64x64x16.F32.BF16" / "HGMMA.64x64x16.F32".
+      const bool bf16 = dtype == DType::bf16;
       const auto space = autotune::decode_wgmma_space(base);
       REQUIRE(space.valid.size() == 2);
       for (const KernelConfig& c : space.valid) {
@@ -92,7 +93,8 @@ TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HG
         CHECK(k->registers <= 255);
         CHECK(out.max_spill_bytes() == 0);
         if (const auto sass = sass_of(out.cubin)) {
-          CHECK_THAT(*sass, Contains("HGMMA.64x64x16.F32." + type) && Contains("HGMMA.64x256x16.F32." + type));
+          CHECK_THAT(*sass, Contains("HGMMA.64x64x16.F32") && Contains("HGMMA.64x256x16.F32"));
+          CHECK((sass->find(".F32.BF16") != std::string::npos) == bf16);
           CHECK(sass->find("LDL") == std::string::npos);  // no local-memory loads (spills)
         }
       }
