@@ -1,7 +1,6 @@
 // decode_wgmma: split-KV MLA decode for sm_90a with warpgroup MMA (wgmma) from shared memory.
-// First version, correctness first: passes the pinned GPU tests on the H100 (2026-11-26);
-// dispatch does not pick it yet, a config must be pinned (or win a tuning run, which checks it
-// against the reference first).
+// Dispatch picks it on sm_90a (runtime/dispatch.cpp); the GPU tests run the foundation's matrix
+// through it.
 //
 // One CTA = (partition, tile of 64 query rows, kv head), two warpgroups (256 threads):
 //   S = Q K^T     warpgroup 0: 36 x wgmma m64n64k16 (d_qk 576 = 9 tiles of 64), fp32 in
@@ -9,8 +8,13 @@
 //                 row max and sum need only quad shuffles.
 //   softmax       warpgroup 0: P = exp2(S - m) -> shared memory (swizzled, the A operand of
 //                 P V), per-row rescale factors -> shared memory.
+//   loads         warpgroup 1 issues the K/V tile loads (cp.async), so warpgroup 0 spends no
+//                 issue slots on them.
 //   O += P V      both: warpgroup h owns output columns [256h, 256h + 256) in 128 fp32
 //                 registers; 4 x wgmma m64n256k16 with V read from the K tile (MN-major B).
+// Per tile (2 stages): one CTA barrier (tile t resident, the other stage free: warpgroup 1
+// starts loading tile t + 1 into it), then warpgroup 0 computes S and P and arrives on a named
+// barrier that warpgroup 1 waits on before its half of P V.
 // Shared memory holds Q and num_stages K/V tiles of 64 keys as 9 swizzled tiles of
 // [64 rows x 64 elements] (wgmma.cuh), loaded by cp.async (16-byte chunks placed at the
 // swizzled offset), and the P tile.
@@ -51,6 +55,7 @@ struct DecodeWgmma {
   using u32 = dev::u32;
   using u16 = dev::u16;
   using Plan = typename T::SharedPlan;
+  static constexpr int kPReady = 1;  // named barrier: P and row_scale of the tile written
 
   const DecodeParams& p;
   Plan& sm;
@@ -89,18 +94,20 @@ struct DecodeWgmma {
     }
   }
 
+  // Issued by warpgroup 1 only (128 threads, 8 per row).
   __device__ void load_kv(int bi, int k0, int k_end, int stage) {
-    constexpr int kPasses = T::kBlockK / (T::kThreads / 8);
+    constexpr int kLoaders = 128, kPasses = T::kBlockK / (kLoaders / 8);
+    const int lt = tid - 128;
     const int* table = p.block_table + bi * p.block_table_stride;
     int page[kPasses];
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
-      const int pos = k0 + tid / 8 + i * (T::kThreads / 8);
+      const int pos = k0 + lt / 8 + i * (kLoaders / 8);
       page[i] = pos < k_end ? table[pos / T::kPageSize] : -1;
     }
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
-      const int r = tid / 8 + i * (T::kThreads / 8);
+      const int r = lt / 8 + i * (kLoaders / 8);
       const u16* src = static_cast<const u16*>(p.k_cache) +
                        static_cast<long long>(max(page[i], 0)) * p.k_stride_block +
                        ((k0 + r) % T::kPageSize) * p.k_stride_row + kv_head * p.k_stride_head;
@@ -126,11 +133,8 @@ struct DecodeWgmma {
 
     __syncthreads();  // the previous segment no longer reads shared memory
     load_q(bi);
-#pragma unroll
-    for (int st = 0; st < S - 1; ++st) {
-      if (st < n_tiles) load_kv(bi, k_begin + st * T::kBlockK, k_end, st);
-      dev::cp_async_commit();
-    }
+    if (wg == 1 && n_tiles > 0 && S > 1) load_kv(bi, k_begin, k_end, 0);
+    dev::cp_async_commit();
 
     float o[128];
 #pragma unroll
@@ -141,20 +145,20 @@ struct DecodeWgmma {
 
     for (int t = 0; t < n_tiles; ++t) {
       if constexpr (S == 1) {
-        __syncthreads();
-        load_kv(bi, k_begin + t * T::kBlockK, k_end, 0);
-        dev::cp_async_commit();
-        dev::cp_async_wait<0>();
-      } else {
-        dev::cp_async_wait<S - 2>();
-        __syncthreads();
-        const int next = t + S - 1;
-        if (next < n_tiles) load_kv(bi, k_begin + next * T::kBlockK, k_end, next % S);
+        __syncthreads();  // the single stage is free
+        if (wg == 1) load_kv(bi, k_begin + t * T::kBlockK, k_end, 0);
         dev::cp_async_commit();
       }
-      // cp.async wrote with the generic proxy; wgmma reads through the async proxy.
+      // Tile t (and Q) resident. cp.async wrote through the generic proxy; wgmma reads through
+      // the async proxy. After the barrier both warpgroups are done with tile t - 1, so its
+      // stage takes tile t + 1.
+      dev::cp_async_wait<0>();
       dev::fence_proxy_async_smem();
       __syncthreads();
+      if (S > 1 && wg == 1 && t + 1 < n_tiles) {
+        load_kv(bi, k_begin + (t + 1) * T::kBlockK, k_end, (t + 1) % S);
+        dev::cp_async_commit();
+      }
       const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
       const int k0 = k_begin + t * T::kBlockK;
 
@@ -203,8 +207,10 @@ struct DecodeWgmma {
           }
         }
         dev::fence_proxy_async_smem();  // P is read by wgmma next
+        dev::named_barrier_arrive(kPReady, T::kThreads);
+      } else {
+        dev::named_barrier_sync(kPReady, T::kThreads);
       }
-      __syncthreads();
 
       // O = O * row_scale + P V for this warpgroup's 256 columns.
       const float s_lo = sm.row_scale[r_lo], s_hi = sm.row_scale[r_hi];
@@ -222,7 +228,7 @@ struct DecodeWgmma {
       dev::wgmma_commit();
       dev::wgmma_wait<0>();
     }
-    dev::cp_async_wait<0>();
+    dev::cp_async_wait<0>();  // a segment with no tiles still has Q in flight
 
     if (wg == 0) {
 #pragma unroll
