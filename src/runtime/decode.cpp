@@ -187,7 +187,9 @@ void mla_decode(const DecodeShape& shape, const DecodeArgs& args_in, const MlaMe
   p.causal = a.causal ? 1 : 0;
   const float scale = a.softmax_scale > 0.f ? a.softmax_scale : 1.f / std::sqrt(float(shape.d_qk()));
   p.scale_log2 = scale * 1.4426950408889634f;
-  launch(module.decode, md.num_parts, q_tiles(shape, c), shape.h_kv, c.num_threads(),
+  // Grid (q tile, partition, kv head): the q tiles of one partition read the same K/V tiles and
+  // are launched next to each other, so they run at the same time on nearby SMs and share L2.
+  launch(module.decode, q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
          static_cast<unsigned>(c.shared_bytes()), stream, &p);
 
   CombineParams cp{};

@@ -81,7 +81,7 @@ struct DecodeMma {
         lane(threadIdx.x % 32),
         warp(threadIdx.x / 32),
         kv_head(blockIdx.z),
-        row0(blockIdx.y * T::kBlockQ),
+        row0(blockIdx.x * T::kBlockQ),
         hpk(params.h_q / params.h_kv),
         rows_total(params.s_q * (params.h_q / params.h_kv)) {}
 

@@ -69,7 +69,7 @@ struct DecodeWgmma {
         warp((threadIdx.x / 32) % 4),
         wg(threadIdx.x / 128),
         kv_head(blockIdx.z),
-        row0(blockIdx.y * T::kBlockQ),
+        row0(blockIdx.x * T::kBlockQ),
         hpk(params.h_q / params.h_kv),
         rows_total(params.s_q * (params.h_q / params.h_kv)) {}
 

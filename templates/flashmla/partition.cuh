@@ -1,5 +1,5 @@
 // The split-KV schedule from the CTA's side: the (batch, tile range) segments of partition
-// blockIdx.x (metadata.cuh wrote them), each handed to the family's run_segment.
+// blockIdx.y (metadata.cuh wrote them), each handed to the family's run_segment.
 #pragma once
 #include "flashmla/params.cuh"
 
@@ -8,7 +8,7 @@ namespace flashmla {
 // Cta::run_segment(batch, seqlen, tile_lo, tile_hi, split_idx, n_splits); tiles are kBlockK keys.
 template <int kBlockK, class Cta>
 __device__ __forceinline__ void for_each_segment(const DecodeParams& p, Cta& cta) {
-  const int* sched = p.sched + blockIdx.x * kSchedWords;
+  const int* sched = p.sched + blockIdx.y * kSchedWords;
   const int begin_b = sched[0], begin_tile = sched[1], end_b = sched[2], end_tile = sched[3];
   const int begin_split = sched[4];
   if (begin_b < 0) return;
