@@ -106,7 +106,7 @@ int cmd_bench(const BenchOptions& o) {
                md.config.id());
     record["rows"].push_back({{"b", r.b}, {"s_q", r.s_q}, {"h_q", r.h_q}, {"s_k", r.s_k}, {"us", median},
                               {"us_p20", t.p20_us}, {"us_p80", t.p80_us}, {"tflops", tflops},
-                              {"gbs", gbs}, {"kernel", "decode_mma"}, {"config", md.config.id()}});
+                              {"gbs", gbs}, {"kernel", std::string(to_string(md.config.family))}, {"config", md.config.id()}});
   }
   if (!o.json.empty()) {
     std::ofstream(o.json) << record.dump(2) << "\n";
