@@ -112,7 +112,23 @@ const KernelResources* CompileOutput::find(const std::string& symbol) const {
 }
 
 std::vector<std::string> nvrtc_options(const KernelConfig& config) {
-  return {fmt::format("--gpu-architecture={}", config.arch.name()), "--std=c++17", "--ptxas-options=-v"};
+  std::vector<std::string> options = {fmt::format("--gpu-architecture={}", config.arch.name()), "--std=c++17",
+                                      "--ptxas-options=-v"};
+  // Developer knob: FLASHMLA_NVRTC_DEFINES="A=1 B" adds -DA=1 -DB (part of the cache key, since
+  // the options are). Used to time kernel variants, e.g. FLASHMLA_PROFILE_SKIP in decode_wgmma.cuh.
+  if (const char* defines = std::getenv("FLASHMLA_NVRTC_DEFINES"); defines && *defines) {
+    std::string token;
+    for (const char* c = defines;; ++c) {
+      if (*c == ' ' || *c == ',' || *c == '\0') {
+        if (!token.empty()) options.push_back("-D" + token);
+        token.clear();
+        if (*c == '\0') break;
+      } else {
+        token += *c;
+      }
+    }
+  }
+  return options;
 }
 
 namespace {

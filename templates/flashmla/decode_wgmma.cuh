@@ -24,6 +24,13 @@
 #include "flashmla/ptx.cuh"
 #include "flashmla/wgmma.cuh"
 
+// Profiling only (wrong results on purpose): FLASHMLA_PROFILE_SKIP, set through
+// FLASHMLA_NVRTC_DEFINES, drops parts of the tile loop to time the rest: bit 0 the S wgmma,
+// bit 1 the softmax (P = S, no mask, max or exp), bit 2 the P V wgmma, bit 3 the K/V loads.
+#ifndef FLASHMLA_PROFILE_SKIP
+#define FLASHMLA_PROFILE_SKIP 0
+#endif
+
 namespace flashmla {
 
 template <int kStages_, int kPageSize_, dev::Elem kElem_>
@@ -31,8 +38,8 @@ struct DecodeWgmmaTraits {
   static constexpr int kBlockQ = 64, kBlockK = 64, kThreads = 256, kStages = kStages_, kPageSize = kPageSize_;
   static constexpr int kLatent = 512, kRope = 64, kDqk = 576;
   static constexpr dev::Elem kElem = kElem_;
-  static constexpr int kTiles = kDqk / 64;        // 64-element column tiles of a row
-  static constexpr int kTileBytes = 64 * 128;     // one swizzled [64 rows x 64] tile
+  static constexpr int kTiles = kDqk / 64;     // 64-element column tiles of a row
+  static constexpr int kTileBytes = 64 * 128;  // one swizzled [64 rows x 64] tile
   static constexpr int kRowsBytes = kTiles * kTileBytes;
   // MN-major descriptor of V (rows = keys): offset between 64-column tiles and between groups
   // of 8 keys, in the field order gpu_test_wgmma_probe checks (established on the H100).
@@ -89,13 +96,13 @@ struct DecodeWgmma {
       const int row = row0 + r;
       const bool valid = row < rows_total;
       const int s = valid ? row / hpk : 0, h = kv_head * hpk + (valid ? row % hpk : 0);
-      copy_row(sm.q, r, static_cast<const u16*>(p.q) + bi * p.q_stride_b + s * p.q_stride_s + h * p.q_stride_h,
-               valid);
+      copy_row(sm.q, r, static_cast<const u16*>(p.q) + bi * p.q_stride_b + s * p.q_stride_s + h * p.q_stride_h, valid);
     }
   }
 
   // Issued by warpgroup 1 only (128 threads, 8 per row).
   __device__ void load_kv(int bi, int k0, int k_end, int stage) {
+    if (FLASHMLA_PROFILE_SKIP & 8) return;
     constexpr int kLoaders = 128, kPasses = T::kBlockK / (kLoaders / 8);
     const int lt = tid - 128;
     const int* table = p.block_table + bi * p.block_table_stride;
@@ -108,8 +115,7 @@ struct DecodeWgmma {
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const int r = lt / 8 + i * (kLoaders / 8);
-      const u16* src = static_cast<const u16*>(p.k_cache) +
-                       static_cast<long long>(max(page[i], 0)) * p.k_stride_block +
+      const u16* src = static_cast<const u16*>(p.k_cache) + static_cast<long long>(max(page[i], 0)) * p.k_stride_block +
                        ((k0 + r) % T::kPageSize) * p.k_stride_row + kv_head * p.k_stride_head;
       copy_row(sm.kv[stage], r, src, page[i] >= 0);
     }
@@ -168,7 +174,7 @@ struct DecodeWgmma {
         for (int j = 0; j < 32; ++j) s_acc[j] = 0.f;
         dev::wgmma_fence();
 #pragma unroll
-        for (int tile = 0; tile < T::kTiles; ++tile)
+        for (int tile = 0; tile < (FLASHMLA_PROFILE_SKIP & 1 ? 0 : T::kTiles); ++tile)
 #pragma unroll
           for (int ks = 0; ks < 4; ++ks)
             dev::wgmma_m64n64k16<T::kElem, 0>(
@@ -177,33 +183,44 @@ struct DecodeWgmma {
         dev::wgmma_commit();
         dev::wgmma_wait<0>();
 
-        // Online softmax (log2 domain); this warp holds whole rows r_lo and r_hi.
-        float m_tile[2] = {dev::neg_inf(), dev::neg_inf()};
+        if (FLASHMLA_PROFILE_SKIP & 2) {  // profiling: P = S as is, no rescale
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
+          for (int i = 0; i < 2; ++i) {
+            if (c == 0) sm.row_scale[i ? r_hi : r_lo] = 1.f;
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int pos = k0 + 8 * j + 2 * c + (e & 1);
-            const float v = pos <= key_limit[e >> 1] ? s_acc[4 * j + e] * p.scale_log2 : dev::neg_inf();
-            s_acc[4 * j + e] = v;
-            m_tile[e >> 1] = fmaxf(m_tile[e >> 1], v);
+            for (int j = 0; j < 8; ++j)
+              *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(i ? r_hi : r_lo, 8 * j + 2 * c)) =
+                  dev::pack2<T::kElem>(s_acc[4 * j + 2 * i], s_acc[4 * j + 2 * i + 1]);
           }
+        } else {
+          // Online softmax (log2 domain); this warp holds whole rows r_lo and r_hi.
+          float m_tile[2] = {dev::neg_inf(), dev::neg_inf()};
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          const int r = i ? r_hi : r_lo;
-          const float m_new = fmaxf(m_run[i], dev::warp_max_xor<2>(m_tile[i]));
-          const float m_use = m_new == dev::neg_inf() ? 0.f : m_new;
-          const float scale = dev::exp2_approx(m_run[i] - m_use);
-          if (c == 0) sm.row_scale[r] = scale;
-          l_part[i] *= scale;
-          m_run[i] = m_new;
+          for (int j = 0; j < 8; ++j)
 #pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            const float p0 = dev::exp2_approx(s_acc[4 * j + 2 * i] - m_use);
-            const float p1 = dev::exp2_approx(s_acc[4 * j + 2 * i + 1] - m_use);
-            l_part[i] += p0 + p1;
-            const int col = 8 * j + 2 * c;
-            *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(r, col)) = dev::pack2<T::kElem>(p0, p1);
+            for (int e = 0; e < 4; ++e) {
+              const int pos = k0 + 8 * j + 2 * c + (e & 1);
+              const float v = pos <= key_limit[e >> 1] ? s_acc[4 * j + e] * p.scale_log2 : dev::neg_inf();
+              s_acc[4 * j + e] = v;
+              m_tile[e >> 1] = fmaxf(m_tile[e >> 1], v);
+            }
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            const int r = i ? r_hi : r_lo;
+            const float m_new = fmaxf(m_run[i], dev::warp_max_xor<2>(m_tile[i]));
+            const float m_use = m_new == dev::neg_inf() ? 0.f : m_new;
+            const float scale = dev::exp2_approx(m_run[i] - m_use);
+            if (c == 0) sm.row_scale[r] = scale;
+            l_part[i] *= scale;
+            m_run[i] = m_new;
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+              const float p0 = dev::exp2_approx(s_acc[4 * j + 2 * i] - m_use);
+              const float p1 = dev::exp2_approx(s_acc[4 * j + 2 * i + 1] - m_use);
+              l_part[i] += p0 + p1;
+              const int col = 8 * j + 2 * c;
+              *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(r, col)) = dev::pack2<T::kElem>(p0, p1);
+            }
           }
         }
         dev::fence_proxy_async_smem();  // P is read by wgmma next
@@ -220,11 +237,10 @@ struct DecodeWgmma {
       }
       dev::wgmma_fence();
 #pragma unroll
-      for (int ks = 0; ks < 4; ++ks)
-        dev::wgmma_m64n256k16<T::kElem, 1>(
-            o, dev::smem_desc_sw128(p_base + ks * 32, 16, 1024),
-            dev::smem_desc_sw128(kv_base + 4 * wg * T::kTileBytes + ks * 16 * 128, T::kVLeadingBytes,
-                                 T::kVStrideBytes));
+      for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks)
+        dev::wgmma_m64n256k16<T::kElem, 1>(o, dev::smem_desc_sw128(p_base + ks * 32, 16, 1024),
+                                           dev::smem_desc_sw128(kv_base + 4 * wg * T::kTileBytes + ks * 16 * 128,
+                                                                T::kVLeadingBytes, T::kVStrideBytes));
       dev::wgmma_commit();
       dev::wgmma_wait<0>();
     }
