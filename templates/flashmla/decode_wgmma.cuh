@@ -100,18 +100,24 @@ struct DecodeWgmma {
     }
   }
 
-  // Issued by warpgroup 1 only (128 threads, 8 per row).
-  __device__ void load_kv(int bi, int k0, int k_end, int stage) {
-    if (FLASHMLA_PROFILE_SKIP & 8) return;
-    constexpr int kLoaders = 128, kPasses = T::kBlockK / (kLoaders / 8);
+  // K/V loads are issued by warpgroup 1 only (128 threads, 8 per row, kPasses rows each).
+  static constexpr int kLoaders = 128, kPasses = T::kBlockK / (kLoaders / 8);
+
+  // The cache block of each of this thread's rows of the tile at k0 (-1 past k_end). Fetched a
+  // tile ahead of load_kv, so the table's global-memory latency stays off the load's path.
+  __device__ void fetch_pages(int bi, int k0, int k_end, int (&page)[kPasses]) const {
     const int lt = tid - 128;
     const int* table = p.block_table + bi * p.block_table_stride;
-    int page[kPasses];
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const int pos = k0 + lt / 8 + i * (kLoaders / 8);
       page[i] = pos < k_end ? table[pos / T::kPageSize] : -1;
     }
+  }
+
+  __device__ void load_kv(int k0, int stage, const int (&page)[kPasses]) {
+    if (FLASHMLA_PROFILE_SKIP & 8) return;
+    const int lt = tid - 128;
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const int r = lt / 8 + i * (kLoaders / 8);
@@ -139,7 +145,14 @@ struct DecodeWgmma {
 
     __syncthreads();  // the previous segment no longer reads shared memory
     load_q(bi);
-    if (wg == 1 && n_tiles > 0 && S > 1) load_kv(bi, k_begin, k_end, 0);
+    int pages[kPasses];  // warpgroup 1: the blocks of the next tile to load
+    if (wg == 1) {
+      fetch_pages(bi, k_begin, k_end, pages);
+      if (S > 1 && n_tiles > 0) {
+        load_kv(k_begin, 0, pages);
+        fetch_pages(bi, k_begin + T::kBlockK, k_end, pages);
+      }
+    }
     dev::cp_async_commit();
 
     float o[128];
@@ -152,7 +165,10 @@ struct DecodeWgmma {
     for (int t = 0; t < n_tiles; ++t) {
       if constexpr (S == 1) {
         __syncthreads();  // the single stage is free
-        if (wg == 1) load_kv(bi, k_begin + t * T::kBlockK, k_end, 0);
+        if (wg == 1) {
+          load_kv(k_begin + t * T::kBlockK, 0, pages);
+          fetch_pages(bi, k_begin + (t + 1) * T::kBlockK, k_end, pages);
+        }
         dev::cp_async_commit();
       }
       // Tile t (and Q) resident. cp.async wrote through the generic proxy; wgmma reads through
@@ -162,8 +178,9 @@ struct DecodeWgmma {
       dev::fence_proxy_async_smem();
       __syncthreads();
       if (S > 1 && wg == 1 && t + 1 < n_tiles) {
-        load_kv(bi, k_begin + (t + 1) * T::kBlockK, k_end, (t + 1) % S);
+        load_kv(k_begin + (t + 1) * T::kBlockK, (t + 1) % S, pages);
         dev::cp_async_commit();
+        fetch_pages(bi, k_begin + (t + 2) * T::kBlockK, k_end, pages);  // used next iteration
       }
       const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
       const int k0 = k_begin + t * T::kBlockK;

@@ -27,9 +27,21 @@ __device__ __forceinline__ u32 smem_u32(const void* ptr) {
 
 // 16-byte global->shared copy; bytes past src_bytes (0 or 16) are zero-filled, so a
 // masked row reads nothing and lands as zeros.
+// FLASHMLA_CP_ASYNC_L2_PREFETCH (0, 128 or 256) adds the .L2::NB prefetch hint.
+#ifndef FLASHMLA_CP_ASYNC_L2_PREFETCH
+#define FLASHMLA_CP_ASYNC_L2_PREFETCH 0
+#endif
 __device__ __forceinline__ void cp_async_16(u32 dst, const void* src, int src_bytes) {
+#if FLASHMLA_CP_ASYNC_L2_PREFETCH == 256
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
+#elif FLASHMLA_CP_ASYNC_L2_PREFETCH == 128
+  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
+#else
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
                : "memory");
+#endif
 }
 // Named barriers (id 1..15; 0 is __syncthreads). arrive does not wait; `threads` counts all
 // threads taking part (a multiple of 32).
