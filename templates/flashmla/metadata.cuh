@@ -6,6 +6,10 @@
 // contiguous pieces of nearly equal work.
 // A batch cut across partitions gets one split per piece; split_offsets is the
 // exclusive prefix sum of the split counts (0 splits for an empty sequence).
+// A sequence whose rest overflows the partition by at most payload / 8 tiles is finished
+// there instead of split: a split costs more than its overhead_tiles suggest (its partial
+// output goes out and back through memory, and the combine reads it), so a partition up to
+// 1/8 over its share is cheaper. Measured on the H100 at b 128 (bench/NOTES.md).
 #pragma once
 #include "flashmla/params.cuh"
 
@@ -35,7 +39,8 @@ __device__ __forceinline__ int metadata_sweep(const MetadataParams& p, const int
         continue;
       }
       if (used == 0) begin_b = bi, begin_tile = tile, begin_split = splits;
-      const int take = min(n - tile, max(room, 1));
+      const int rest = n - tile;
+      const int take = rest <= room + payload / 8 ? rest : max(room, 1);
       tile += take;
       used += take + p.overhead_tiles;
       ++splits;

@@ -111,3 +111,13 @@ TEST_CASE("the split-KV schedule covers every tile once, with consistent splits 
     CHECK(max_work <= ideal + ideal / 4 + overhead + 1);
   }
 }
+
+TEST_CASE("equal sequences a little over half a partition's share are finished, not split", "[metadata]") {
+  // b = 128 sequences of 64 tiles over 66 partitions (h_q 128 on an H100): two whole
+  // sequences per partition is 3 % over the equal share and needs no combine.
+  const Schedule s = run(std::vector<int>(128, 4096), 66, 64, 2, 4096);
+  CHECK(s.split_offsets[128] == 128);
+  // Much longer sequences over few partitions still split.
+  const Schedule one = run(std::vector<int>(1, 65536), 66, 64, 2, 65536);
+  CHECK(one.split_offsets[1] > 60);
+}
