@@ -247,10 +247,14 @@ struct DecodeWgmma {
       }
 
       // O = O * row_scale + P V for this warpgroup's 256 columns.
+      // Once the running maxima settle most tiles leave every scale at 1: the warp then skips the
+      // 128 multiplies (a warp-uniform branch).
       const float s_lo = sm.row_scale[r_lo], s_hi = sm.row_scale[r_hi];
+      if (__any_sync(0xffffffffu, s_lo != 1.f || s_hi != 1.f)) {
 #pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        o[4 * j] *= s_lo, o[4 * j + 1] *= s_lo, o[4 * j + 2] *= s_hi, o[4 * j + 3] *= s_hi;
+        for (int j = 0; j < 32; ++j) {
+          o[4 * j] *= s_lo, o[4 * j + 1] *= s_lo, o[4 * j + 2] *= s_hi, o[4 * j + 3] *= s_hi;
+        }
       }
       dev::wgmma_fence();
 #pragma unroll
