@@ -13,8 +13,8 @@
 //   O += P V      both: warpgroup h owns output columns [256h, 256h + 256) in 128 fp32
 //                 registers; 4 x wgmma m64n256k16 with V read from the K tile (MN-major B).
 // Per tile (2 stages): one CTA barrier (tile t resident, the other stage free: warpgroup 1
-// starts loading tile t + 1 into it), then warpgroup 0 computes S and P and arrives on a named
-// barrier that warpgroup 1 waits on before its half of P V.
+// starts loading tile t + 1 into it), then warpgroup 0 computes S and P, and both meet at a
+// named barrier before their halves of P V.
 // Shared memory holds Q and num_stages K/V tiles of 64 keys as 9 swizzled tiles of
 // [64 rows x 64 elements] (wgmma.cuh), loaded by cp.async (16-byte chunks placed at the
 // swizzled offset), and the P tile.
@@ -185,6 +185,10 @@ struct DecodeWgmma {
       const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
       const int k0 = k_begin + t * T::kBlockK;
 
+      // This thread's rows' O rescale factors: warpgroup 0 computes them (each lane of a quad the
+      // same value) and keeps them in registers; warpgroup 1 reads them from shared memory after
+      // the named barrier. (Re-reading them in warpgroup 0 would race with the quad's writer lane.)
+      float s_lo = 1.f, s_hi = 1.f;
       if (wg == 0) {
         float s_acc[32];
 #pragma unroll
@@ -228,6 +232,7 @@ struct DecodeWgmma {
             const float m_use = m_new == dev::neg_inf() ? 0.f : m_new;
             const float scale = dev::exp2_approx(m_run[i] - m_use);
             if (c == 0) sm.row_scale[r] = scale;
+            (i ? s_hi : s_lo) = scale;
             l_part[i] *= scale;
             m_run[i] = m_new;
 #pragma unroll
@@ -240,16 +245,18 @@ struct DecodeWgmma {
             }
           }
         }
-        dev::fence_proxy_async_smem();  // P is read by wgmma next
-        dev::named_barrier_arrive(kPReady, T::kThreads);
+        // P is read by wgmma next, through the async proxy, by both warpgroups. A full sync (not
+        // an arrive) also orders warpgroup 0's own warps; warpgroup 1 is normally waiting here.
+        dev::fence_proxy_async_smem();
+        dev::named_barrier_sync(kPReady, T::kThreads);
       } else {
         dev::named_barrier_sync(kPReady, T::kThreads);
+        s_lo = sm.row_scale[r_lo], s_hi = sm.row_scale[r_hi];
       }
 
       // O = O * row_scale + P V for this warpgroup's 256 columns.
       // Once the running maxima settle most tiles leave every scale at 1: the warp then skips the
       // 128 multiplies (a warp-uniform branch).
-      const float s_lo = sm.row_scale[r_lo], s_hi = sm.row_scale[r_hi];
       if (__any_sync(0xffffffffu, s_lo != 1.f || s_hi != 1.f)) {
 #pragma unroll
         for (int j = 0; j < 32; ++j) {
