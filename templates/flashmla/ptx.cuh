@@ -43,11 +43,8 @@ __device__ __forceinline__ void cp_async_16(u32 dst, const void* src, int src_by
                : "memory");
 #endif
 }
-// Named barriers (id 1..15; 0 is __syncthreads). arrive does not wait; `threads` counts all
-// threads taking part (a multiple of 32).
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
+// Named barrier (id 1..15; 0 is __syncthreads); `threads` counts all threads taking part (a
+// multiple of 32).
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
