@@ -23,6 +23,7 @@
 #include "flashmla/partition.cuh"
 #include "flashmla/ptx.cuh"
 #include "flashmla/wgmma.cuh"
+#include "flashmla/wgmma_store.cuh"
 
 // Profiling only (wrong results on purpose): FLASHMLA_PROFILE_SKIP, set through
 // FLASHMLA_NVRTC_DEFINES, drops parts of the tile loop to time the rest: bit 0 the S wgmma,
@@ -74,7 +75,7 @@ struct DecodeWgmma {
         tid(threadIdx.x),
         lane(threadIdx.x % 32),
         warp((threadIdx.x / 32) % 4),
-        wg(threadIdx.x / 128),
+        wg(__shfl_sync(0xffffffffu, threadIdx.x / 128, 0)),  // warp-uniform, visibly to ptxas
         kv_head(blockIdx.z),
         row0(blockIdx.x * T::kBlockQ),
         hpk(params.h_q / params.h_kv),
@@ -282,46 +283,10 @@ struct DecodeWgmma {
       }
     }
     __syncthreads();
-    store(bi, split_idx, n_splits, o, r_lo, r_hi);
+    wgmma_store<T::kElem, T::kLatent>(p, sm.row_sum, sm.row_m, row0, rows_total, hpk, kv_head, wg, lane, bi, split_idx,
+                                      n_splits, o, r_lo, r_hi);
   }
 
-  __device__ void store(int bi, int split_idx, int n_splits, const float (&o)[128], int r_lo, int r_hi) {
-    constexpr float kLn2 = 0.6931471805599453f;
-    const int c = lane % 4;
-    const bool direct = n_splits == 1;
-    const int acc_idx = p.split_offsets[bi] + split_idx;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = half ? r_hi : r_lo;
-      const int row = row0 + r;
-      if (row >= rows_total) continue;
-      const float l = sm.row_sum[r];
-      const bool empty = l == 0.f;
-      const float inv_l = empty ? 0.f : 1.f / l;
-      const float lse = empty ? (direct ? dev::pos_inf() : dev::neg_inf()) : (sm.row_m[r] + dev::log2_approx(l)) * kLn2;
-      const int s = row / hpk, h = kv_head * hpk + row % hpk;
-      const int col0 = 256 * wg + 2 * c;
-      if (direct) {
-        u32* out = reinterpret_cast<u32*>(static_cast<u16*>(p.out) + bi * p.o_stride_b + s * p.o_stride_s +
-                                          h * p.o_stride_h + col0);
-#pragma unroll
-        for (int j = 0; j < 32; ++j)
-          out[4 * j] = dev::pack2<T::kElem>(o[4 * j + 2 * half] * inv_l, o[4 * j + 2 * half + 1] * inv_l);
-        if (wg == 0 && c == 0) p.lse[(static_cast<long long>(bi) * p.h_q + h) * p.s_q + s] = lse;
-      } else {
-        const long long acc_row = (static_cast<long long>(acc_idx) * p.s_q + s) * p.h_q + h;
-        float* out = p.o_accum + acc_row * T::kLatent + col0;
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          float2 v;
-          v.x = o[4 * j + 2 * half] * inv_l;
-          v.y = o[4 * j + 2 * half + 1] * inv_l;
-          *reinterpret_cast<float2*>(out + 8 * j) = v;
-        }
-        if (wg == 0 && c == 0) p.lse_accum[acc_row] = lse;
-      }
-    }
-  }
 };
 
 template <class T>

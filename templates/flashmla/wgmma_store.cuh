@@ -1,0 +1,54 @@
+// The epilogue of the decode_wgmma variants: this thread's rows r_lo and r_hi of O (warpgroup
+// wg's 256 columns, in the wgmma accumulator layout), divided by the row sums, with the
+// log-sum-exp: into out and lse when the sequence has one split, else into the fp32 partials
+// that the combine merges. An empty row gives out 0 and lse +inf (partials: -inf).
+#pragma once
+#include "flashmla/params.cuh"
+#include "flashmla/ptx.cuh"
+
+namespace flashmla {
+
+template <dev::Elem kElem, int kLatent>
+__device__ __forceinline__ void wgmma_store(const DecodeParams& p, const float* row_sum, const float* row_m, int row0,
+                                            int rows_total, int hpk, int kv_head, int wg, int lane, int bi,
+                                            int split_idx, int n_splits, const float (&o)[128], int r_lo, int r_hi) {
+  using u16 = dev::u16;
+  using u32 = dev::u32;
+  constexpr float kLn2 = 0.6931471805599453f;
+  const int c = lane % 4;
+  const bool direct = n_splits == 1;
+  const int acc_idx = p.split_offsets[bi] + split_idx;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = half ? r_hi : r_lo;
+    const int row = row0 + r;
+    if (row >= rows_total) continue;
+    const float l = row_sum[r];
+    const bool empty = l == 0.f;
+    const float inv_l = empty ? 0.f : 1.f / l;
+    const float lse = empty ? (direct ? dev::pos_inf() : dev::neg_inf()) : (row_m[r] + dev::log2_approx(l)) * kLn2;
+    const int s = row / hpk, h = kv_head * hpk + row % hpk;
+    const int col0 = 256 * wg + 2 * c;
+    if (direct) {
+      u32* out = reinterpret_cast<u32*>(static_cast<u16*>(p.out) + bi * p.o_stride_b + s * p.o_stride_s +
+                                        h * p.o_stride_h + col0);
+#pragma unroll
+      for (int j = 0; j < 32; ++j)
+        out[4 * j] = dev::pack2<kElem>(o[4 * j + 2 * half] * inv_l, o[4 * j + 2 * half + 1] * inv_l);
+      if (wg == 0 && c == 0) p.lse[(static_cast<long long>(bi) * p.h_q + h) * p.s_q + s] = lse;
+    } else {
+      const long long acc_row = (static_cast<long long>(acc_idx) * p.s_q + s) * p.h_q + h;
+      float* out = p.o_accum + acc_row * kLatent + col0;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        float2 v;
+        v.x = o[4 * j + 2 * half] * inv_l;
+        v.y = o[4 * j + 2 * half + 1] * inv_l;
+        *reinterpret_cast<float2*>(out + 8 * j) = v;
+      }
+      if (wg == 0 && c == 0) p.lse_accum[acc_row] = lse;
+    }
+  }
+}
+
+}  // namespace flashmla
