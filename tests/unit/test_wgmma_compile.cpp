@@ -93,7 +93,9 @@ TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HG
         CHECK(k->registers <= 255);
         CHECK(out.max_spill_bytes() == 0);
         if (const auto sass = sass_of(out.cubin)) {
-          CHECK_THAT(*sass, Contains("HGMMA.64x64x16.F32") && Contains("HGMMA.64x256x16.F32"));
+          // S tiles: m64n64k16 (64-key tiles) or m64n32k16 (the pipelined 32-key variant).
+          const std::string s_shape = c.block_size_k == 32 ? "HGMMA.64x32x16.F32" : "HGMMA.64x64x16.F32";
+          CHECK_THAT(*sass, Contains(s_shape) && Contains("HGMMA.64x256x16.F32"));
           CHECK((sass->find(".F32.BF16") != std::string::npos) == bf16);
           CHECK(sass->find("LDL") == std::string::npos);  // no local-memory loads (spills)
         }
