@@ -32,6 +32,13 @@ constexpr Row kPresetRows[] = {{128, 1, 16, 4096}, {128, 1, 16, 16384}, {128, 1,
 
 }  // namespace
 
+Ceilings measured_ceilings(const std::string& device_name) {
+  // ../shared/PERF.md, measured on the GPU machine: device-to-device copy (bytes read +
+  // written) and a bf16 8192^3 matrix product in torch.
+  if (device_name == "NVIDIA H100 80GB HBM3") return {3000, 780};
+  return {};
+}
+
 void add_bench_options(CLI::App* app, BenchOptions& o) {
   app->add_option("--batch,-b", o.b, "batch size");
   app->add_option("--s-q", o.s_q, "query tokens per sequence (causal when > 1)");
@@ -46,6 +53,10 @@ void add_bench_options(CLI::App* app, BenchOptions& o) {
   app->add_option("--config", o.config, "pin a config id");
   app->add_option("--json", o.json, "write the record to this file");
   app->add_option("--commit", o.commit, "commit recorded in the JSON");
+  app->add_option("--ceiling-gbs", o.ceiling_gbs,
+                  "memory ceiling in GB/s for the %mem column (default: measured figure for known GPUs)");
+  app->add_option("--ceiling-tflops", o.ceiling_tflops,
+                  "matrix-product ceiling in TFLOP/s for the %mma column (default: measured figure for known GPUs)");
 }
 
 int cmd_bench(const BenchOptions& o) {
@@ -68,8 +79,18 @@ int cmd_bench(const BenchOptions& o) {
   fill_random(cache, cache_elems, dtype, 1);
   DeviceBuffer flush(kL2FlushBytes);  // written before each timed run to evict L2
 
-  nlohmann::json record = {{"gpu", info.name}, {"date", utc_date()}, {"commit", o.commit}, {"rows", nlohmann::json::array()}};
-  fmt::print("{:>4} {:>4} {:>4} {:>6} {:>10} {:>9} {:>9}  {}\n", "b", "s_q", "h_q", "s_k", "us", "TFLOP/s", "GB/s", "config");
+  Ceilings ceil = measured_ceilings(info.name);
+  if (o.ceiling_gbs > 0) ceil.gbs = o.ceiling_gbs;
+  if (o.ceiling_tflops > 0) ceil.tflops = o.ceiling_tflops;
+  auto fraction = [](double v, double c) { return c > 0 ? fmt::format("{:.0f}%", 100 * v / c) : std::string("-"); };
+
+  nlohmann::json record = {{"gpu", info.name},
+                           {"date", utc_date()},
+                           {"commit", o.commit},
+                           {"ceilings", {{"gbs", ceil.gbs}, {"tflops", ceil.tflops}}},
+                           {"rows", nlohmann::json::array()}};
+  fmt::print("{:>4} {:>4} {:>4} {:>6} {:>10} {:>9} {:>9} {:>5} {:>5}  {}\n", "b", "s_q", "h_q", "s_k", "us", "TFLOP/s",
+             "GB/s", "%mma", "%mem", "config");
   for (const Row& r : rows) {
     DecodeShape shape;
     shape.b = r.b, shape.s_q = r.s_q, shape.h_q = r.h_q, shape.h_kv = o.h_kv;
@@ -102,11 +123,15 @@ int cmd_bench(const BenchOptions& o) {
     const double flops = 2.0 * r.s_q * r.h_q * (d_qk + o.latent_dim) * sum_sk;
     const double bytes = sum_sk * o.h_kv * d_qk * 2 + double(r.b) * r.s_q * r.h_q * (d_qk + o.latent_dim) * 2;
     const double tflops = flops / (median * 1e-6) / 1e12, gbs = bytes / (median * 1e-6) / 1e9;
-    fmt::print("{:>4} {:>4} {:>4} {:>6} {:>10.1f} {:>9.1f} {:>9.0f}  {}\n", r.b, r.s_q, r.h_q, r.s_k, median, tflops, gbs,
-               md.config.id());
-    record["rows"].push_back({{"b", r.b}, {"s_q", r.s_q}, {"h_q", r.h_q}, {"s_k", r.s_k}, {"us", median},
-                              {"us_p20", t.p20_us}, {"us_p80", t.p80_us}, {"tflops", tflops},
-                              {"gbs", gbs}, {"kernel", std::string(to_string(md.config.family))}, {"config", md.config.id()}});
+    fmt::print("{:>4} {:>4} {:>4} {:>6} {:>10.1f} {:>9.1f} {:>9.0f} {:>5} {:>5}  {}\n", r.b, r.s_q, r.h_q, r.s_k, median,
+               tflops, gbs, fraction(tflops, ceil.tflops), fraction(gbs, ceil.gbs), md.config.id());
+    nlohmann::json row = {{"b", r.b},         {"s_q", r.s_q},       {"h_q", r.h_q},
+                          {"s_k", r.s_k},     {"us", median},       {"us_p20", t.p20_us},
+                          {"us_p80", t.p80_us}, {"tflops", tflops},   {"gbs", gbs},
+                          {"kernel", std::string(to_string(md.config.family))}, {"config", md.config.id()}};
+    if (ceil.tflops > 0) row["frac_tflops"] = tflops / ceil.tflops;
+    if (ceil.gbs > 0) row["frac_gbs"] = gbs / ceil.gbs;
+    record["rows"].push_back(row);
   }
   if (!o.json.empty()) {
     std::ofstream(o.json) << record.dump(2) << "\n";
