@@ -21,10 +21,10 @@ SearchSpace decode_mma_space(const KernelConfig& base) {
 
 SearchSpace decode_wgmma_space(const KernelConfig& base) {
   SearchSpace space;
-  for (auto [k, s] : {std::pair{64, 1}, {64, 2}, {32, 3}, {32, 4}}) {
+  for (int s = 1; s <= 2; ++s) {
     KernelConfig c = base;
     c.family = Family::decode_wgmma;
-    c.block_size_q = 64, c.block_size_k = k, c.num_warps = 8, c.num_stages = s;
+    c.block_size_q = 64, c.block_size_k = 64, c.num_warps = 8, c.num_stages = s;
     if (auto reason = c.invalid_reason())
       space.pruned.emplace_back(c, *reason);
     else

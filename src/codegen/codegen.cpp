@@ -10,27 +10,20 @@ namespace {
 
 // The family's traits and decode entry; combine and metadata are shared by every family.
 std::string decode_part(const KernelConfig& c, const char* elem) {
-  if (c.family == Family::decode_wgmma) {
-    // block_size_k 64: one S / softmax / P V step per tile (decode_wgmma.cuh); 32: the
-    // pipelined variant, S of the next tile under the softmax of this one (decode_wgmma_pipe.cuh).
-    const bool pipe = c.block_size_k == 32;
+  if (c.family == Family::decode_wgmma)
     return fmt::format(
-        R"(#include "flashmla/{header}"
+        R"(#include "flashmla/decode_wgmma.cuh"
 
-using Traits = flashmla::{traits}</*num_stages*/ {ns}, /*page_size*/ {page}, {elem}>;
+using Traits = flashmla::DecodeWgmmaTraits</*num_stages*/ {ns}, /*page_size*/ {page}, {elem}>;
 static_assert(sizeof(Traits::SharedPlan) == {smem}, "host and device shared-memory plans disagree");
 
 extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
 {decode}(const __grid_constant__ flashmla::DecodeParams params) {{
-  flashmla::{kernel}<Traits>(params);
+  flashmla::decode_wgmma_kernel<Traits>(params);
 }}
 )",
-        fmt::arg("header", pipe ? "decode_wgmma_pipe.cuh" : "decode_wgmma.cuh"),
-        fmt::arg("traits", pipe ? "DecodeWgmmaPipeTraits" : "DecodeWgmmaTraits"),
-        fmt::arg("kernel", pipe ? "decode_wgmma_pipe_kernel" : "decode_wgmma_kernel"), fmt::arg("ns", c.num_stages),
-        fmt::arg("page", c.page_size), fmt::arg("elem", elem), fmt::arg("smem", c.shared_bytes()),
-        fmt::arg("decode", kDecodeSymbol));
-  }
+        fmt::arg("ns", c.num_stages), fmt::arg("page", c.page_size), fmt::arg("elem", elem),
+        fmt::arg("smem", c.shared_bytes()), fmt::arg("decode", kDecodeSymbol));
   return fmt::format(
       R"(#include "flashmla/decode_mma.cuh"
 

@@ -117,12 +117,9 @@ int warps_m(const KernelConfig& c) { return std::min(c.block_size_q / 16, c.num_
 
 std::size_t KernelConfig::shared_bytes() const {
   if (family == Family::decode_wgmma) {
-    // DecodeWgmma(Pipe)Traits::SharedPlan: Q (9 x 8 KB), num_stages K/V tiles of 9 x
-    // (block_size_k x 128 bytes), the 8 KB P tile, fp32 row arrays (768 bytes for k64, 1 KB for
-    // the k32 variant's two scale halves), rounded up to the plan's 1024-byte alignment.
-    const std::size_t rows = block_size_k == 32 ? 1024 : 768;
-    const std::size_t raw = 73728 + std::size_t(num_stages) * 9 * 128 * block_size_k + 8192 + rows;
-    return (raw + 1023) / 1024 * 1024;
+    // DecodeWgmmaTraits::SharedPlan: Q and num_stages K/V tiles of 9 x 8 KB, the 8 KB P tile,
+    // three fp32 row arrays, the whole rounded up to its 1024-byte alignment.
+    return 73728 * (1 + std::size_t(num_stages)) + 8192 + 1024;
   }
   // Mirrors DecodeMmaTraits::SharedPlan: q, kv stages, p (bf16/fp16, rows padded by 8
   // elements), then red[warps_n][block_size_q], row_scale and row_m (fp32).
@@ -141,13 +138,10 @@ std::optional<std::string> wgmma_invalid_reason(const KernelConfig& c) {
   if (c.latent_dim != 512 || c.rope_dim != 64)
     return fmt::format("decode_wgmma supports latent_dim 512 with rope_dim 64 only, not {} + {}", c.latent_dim,
                        c.rope_dim);
-  if (c.block_size_q != 64 || (c.block_size_k != 64 && c.block_size_k != 32) || c.num_warps != 8)
-    return fmt::format("decode_wgmma has tiles q64-k64-w8 or q64-k32-w8, not q{}-k{}-w{}", c.block_size_q,
-                       c.block_size_k, c.num_warps);
-  if (c.block_size_k == 64 && (c.num_stages < 1 || c.num_stages > 2))
-    return fmt::format("decode_wgmma with 64-key tiles takes 1 or 2 stages, not {}", c.num_stages);
-  if (c.block_size_k == 32 && (c.num_stages < 3 || c.num_stages > 4))
-    return fmt::format("decode_wgmma with 32-key tiles takes 3 or 4 stages, not {}", c.num_stages);
+  if (c.block_size_q != 64 || c.block_size_k != 64 || c.num_warps != 8)
+    return fmt::format("decode_wgmma has fixed tiles q64-k64-w8, not q{}-k{}-w{}", c.block_size_q, c.block_size_k,
+                       c.num_warps);
+  if (c.num_stages < 1 || c.num_stages > 2) return fmt::format("decode_wgmma takes 1 or 2 stages, not {}", c.num_stages);
   if (c.page_size != 16 && c.page_size != 32 && c.page_size != 64 && c.page_size != 128)
     return fmt::format("page_size = {} is not one of 16, 32, 64, 128", c.page_size);
   if (c.shared_bytes() > c.arch.max_shared_bytes())

@@ -2,7 +2,7 @@
 // Dispatch picks it on sm_90a (runtime/dispatch.cpp); the GPU tests run the foundation's matrix
 // through it.
 //
-// One CTA = (partition, tile of 64 query rows, kv head), two warpgroups (256 threads):
+// One CTA = (tile of 64 query rows, partition, kv head), two warpgroups (256 threads):
 //   S = Q K^T     warpgroup 0: 36 x wgmma m64n64k16 (d_qk 576 = 9 tiles of 64), fp32 in
 //                 registers; warp w of the warpgroup owns rows 16w..16w+15 entirely, so the
 //                 row max and sum need only quad shuffles.
@@ -286,7 +286,6 @@ struct DecodeWgmma {
     wgmma_store<T::kElem, T::kLatent>(p, sm.row_sum, sm.row_m, row0, rows_total, hpk, kv_head, wg, lane, bi, split_idx,
                                       n_splits, o, r_lo, r_hi);
   }
-
 };
 
 template <class T>

@@ -45,8 +45,7 @@ __device__ __forceinline__ void fence_proxy_async_smem() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-// The accumulator operand lists, d[0..15], d[0..31] and d[0..127].
-#define FLASHMLA_WGMMA_D16 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+// The accumulator operand lists, d[0..31] and d[0..127].
 #define FLASHMLA_WGMMA_D32 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
 #define FLASHMLA_WGMMA_D128 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
 // The instruction text for one operand type (TYPE: "bf16" or "f16"); %35 / %130 = kTransB.
@@ -54,10 +53,6 @@ __device__ __forceinline__ void fence_proxy_async_smem() {
   "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                 \
   "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " \
   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, %35;\n}\n"
-#define FLASHMLA_WGMMA_M64N32K16(TYPE)                            \
-  "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                 \
-  "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " " \
-  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, 0, %19;\n}\n"
 #define FLASHMLA_WGMMA_M64N256K16(TYPE)                            \
   "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                    \
   "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " " \
@@ -79,19 +74,6 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], u64 desc_a, u64 
                  : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(kTransB));
 }
 
-// d[64 x 32] (+)= A[64 x 16] * B[16 x 32]: as m64n64k16 with columns j = 0..3 (d[4j + ...]).
-template <Elem kElem, int kTransB>
-__device__ __forceinline__ void wgmma_m64n32k16(float (&d)[16], u64 desc_a, u64 desc_b, int accumulate) {
-  if constexpr (kElem == Elem::bf16)
-    asm volatile(FLASHMLA_WGMMA_M64N32K16("bf16")
-                 : FLASHMLA_WGMMA_D16
-                 : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(kTransB));
-  else
-    asm volatile(FLASHMLA_WGMMA_M64N32K16("f16")
-                 : FLASHMLA_WGMMA_D16
-                 : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(kTransB));
-}
-
 // d[64 x 256] += A[64 x 16] * B[16 x 256]: A K-major from shared memory, B MN-major
 // (kTransB = 1, V rows = keys) or K-major (0). Accumulator layout as for n64: d[4j + {0,1}]
 // row 16w + lane/4, columns 8j + 2(lane%4) + {0,1}; d[4j + {2,3}] row + 8 (j = 0..31).
@@ -103,10 +85,8 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], u64 desc_a, u6
     asm volatile(FLASHMLA_WGMMA_M64N256K16("f16") : FLASHMLA_WGMMA_D128 : "l"(desc_a), "l"(desc_b), "n"(kTransB));
 }
 
-#undef FLASHMLA_WGMMA_D16
 #undef FLASHMLA_WGMMA_D32
 #undef FLASHMLA_WGMMA_D128
-#undef FLASHMLA_WGMMA_M64N32K16
 #undef FLASHMLA_WGMMA_M64N64K16
 #undef FLASHMLA_WGMMA_M64N256K16
 

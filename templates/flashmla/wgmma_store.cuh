@@ -1,4 +1,4 @@
-// The epilogue of the decode_wgmma variants: this thread's rows r_lo and r_hi of O (warpgroup
+// The epilogue of decode_wgmma: this thread's rows r_lo and r_hi of O (warpgroup
 // wg's 256 columns, in the wgmma accumulator layout), divided by the row sums, with the
 // log-sum-exp: into out and lse when the sequence has one split, else into the fp32 partials
 // that the combine merges. An empty row gives out 0 and lse +inf (partials: -inf).

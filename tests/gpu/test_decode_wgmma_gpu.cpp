@@ -22,8 +22,8 @@ TEST_CASE("decode_wgmma matches the fp64 reference (pinned, sm_90a)", "[gpu][wgm
       make_case("wgmma fp16 h_q=64 s_q=2 causal", 3, 2, 64, 1, 512, 64, fp16, true, {5000, 33, 0}),
   };
   for (const Case& c : cases)
-    for (auto [block_k, stages] : {std::pair{64, 1}, {64, 2}, {32, 3}, {32, 4}}) {
-      KernelConfig cfg = make_config(c, {64, block_k, 8, stages});
+    for (int stages : {1, 2}) {
+      KernelConfig cfg = make_config(c, {64, 64, 8, stages});
       cfg.family = flashmla::Family::decode_wgmma;
       REQUIRE_FALSE(cfg.invalid_reason());
       const Problem p = flashmla::make_problem(c);
