@@ -183,7 +183,8 @@ std::vector<KernelResources> parse_ptxas_log(const std::string& log) {
   // kernel printed before it.
   //
   // Plain string scanning, no std::regex: constructing a std::regex crashed inside a Python
-  // process that had imported torch 2.11 (H100 machine, 2026-11-26; std::locale facets).
+  // process that had imported torch 2.11 (H100 machine, 2026-11-26: a segfault in its bracket
+  // matcher, python/tools/nvrtc_in_torch.py).
   std::vector<KernelResources> out;
   std::string props_of;  // function named by the last "Function properties for" line
   auto find_or_add = [&out](const std::string& name) -> KernelResources& {
