@@ -21,10 +21,11 @@ SearchSpace decode_mma_space(const KernelConfig& base) {
 
 SearchSpace decode_wgmma_space(const KernelConfig& base) {
   SearchSpace space;
-  for (int s = 1; s <= 2; ++s) {
+  // The warpgroup layouts: decode_wgmma (serial, cp.async) with 1 or 2 stages, decode_seesaw (TMA).
+  for (int s = 1; s <= 3; ++s) {
     KernelConfig c = base;
-    c.family = Family::decode_wgmma;
-    c.block_size_q = 64, c.block_size_k = 64, c.num_warps = 8, c.num_stages = s;
+    c.family = s <= 2 ? Family::decode_wgmma : Family::decode_seesaw;
+    c.block_size_q = 64, c.block_size_k = 64, c.num_warps = 8, c.num_stages = s <= 2 ? s : 2;
     if (auto reason = c.invalid_reason())
       space.pruned.emplace_back(c, *reason);
     else

@@ -18,7 +18,8 @@ struct SearchSpace {
 // decode_mma: block_size_q {16,32,64} x block_size_k {32,64,128} x num_warps {4,8}
 // x num_stages {1..4}, with the problem fields (dtype, latent, rope, page, arch) of `base`.
 SearchSpace decode_mma_space(const KernelConfig& base);
-// decode_wgmma: num_stages {1, 2} at its fixed q64-k64-w8 (valid on sm_90a, bf16, latent 512).
+// The Hopper warpgroup layouts at their fixed q64-k64-w8 (valid on sm_90a, latent 512):
+// decode_wgmma with num_stages {1, 2}, and decode_seesaw (s2).
 SearchSpace decode_wgmma_space(const KernelConfig& base);
 
 }  // namespace flashmla::autotune

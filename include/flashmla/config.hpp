@@ -26,10 +26,11 @@ struct Arch {
   friend bool operator==(const Arch&, const Arch&) = default;
 };
 
-// decode_mma: mma.sync + cp.async, sm_80 and newer. decode_wgmma: wgmma from shared memory,
-// sm_90a, bf16, latent 512, q64-k64-w8 (first version; not yet run on a GPU, so dispatch
-// only uses it when pinned or tuned).
-enum class Family : int { decode_mma = 0, decode_wgmma = 1 };
+// decode_mma: mma.sync + cp.async, sm_80 and newer. decode_wgmma: sm_90a, latent 512,
+// q64-k64-w8; warpgroup 0 computes S and the softmax, warpgroup 1 issues cp.async loads, both do
+// P V. decode_seesaw: sm_90a, latent 512, q64-k64-w8-s2; both warpgroups compute S of alternate
+// blocks and P V of every block in a seesaw schedule, K/V by TMA (decode_seesaw.cuh).
+enum class Family : int { decode_mma = 0, decode_wgmma = 1, decode_seesaw = 2 };
 std::string_view to_string(Family family);
 Family parse_family(std::string_view name, std::string_view context);  // throws InvalidArgument
 

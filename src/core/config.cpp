@@ -26,6 +26,8 @@ std::string_view to_string(Family family) {
       return "decode_mma";
     case Family::decode_wgmma:
       return "decode_wgmma";
+    case Family::decode_seesaw:
+      return "decode_seesaw";
   }
   return "unknown";
 }
@@ -107,8 +109,9 @@ KernelConfig KernelConfig::parse(std::string_view id) {
 Family parse_family(std::string_view name, std::string_view context) {
   if (name == "decode_mma") return Family::decode_mma;
   if (name == "decode_wgmma") return Family::decode_wgmma;
-  throw InvalidArgument(
-      fmt::format("{}: family '{}' is unknown; expected decode_mma or decode_wgmma", context, name));
+  if (name == "decode_seesaw") return Family::decode_seesaw;
+  throw InvalidArgument(fmt::format(
+      "{}: family '{}' is unknown; expected decode_mma, decode_wgmma or decode_seesaw", context, name));
 }
 
 namespace {
@@ -121,6 +124,11 @@ std::size_t KernelConfig::shared_bytes() const {
     // three fp32 row arrays, the whole rounded up to its 1024-byte alignment.
     return 73728 * (1 + std::size_t(num_stages)) + 8192 + 1024;
   }
+  if (family == Family::decode_seesaw) {
+    // DecodeSeesawTraits::SharedPlan: Q, K0, K1 (9 x 8 KB each), P0 (8 KB), five fp32 row arrays,
+    // 18 mbarriers, rounded up to the 1024-byte alignment.
+    return (73728 * 3 + 8192 + 5 * 64 * 4 + 18 * 8 + 1023) / 1024 * 1024;
+  }
   // Mirrors DecodeMmaTraits::SharedPlan: q, kv stages, p (bf16/fp16, rows padded by 8
   // elements), then red[warps_n][block_size_q], row_scale and row_m (fp32).
   const std::size_t pitch_qk = d_qk() + 8, pitch_p = block_size_k + 8;
@@ -132,6 +140,20 @@ std::size_t KernelConfig::shared_bytes() const {
 int KernelConfig::accumulator_registers() const { return block_size_q * latent_dim / num_threads(); }
 
 namespace {
+std::optional<std::string> seesaw_invalid_reason(const KernelConfig& c) {
+  if (!(c.arch.sm == 90 && c.arch.accel))
+    return fmt::format("decode_seesaw needs sm_90a (wgmma, TMA), not {}", c.arch.name());
+  if (c.latent_dim != 512 || c.rope_dim != 64)
+    return fmt::format("decode_seesaw supports latent_dim 512 with rope_dim 64 only, not {} + {}", c.latent_dim,
+                       c.rope_dim);
+  if (c.block_size_q != 64 || c.block_size_k != 64 || c.num_warps != 8 || c.num_stages != 2)
+    return fmt::format("decode_seesaw has fixed tiles q64-k64-w8-s2 (two K buffers), not q{}-k{}-w{}-s{}",
+                       c.block_size_q, c.block_size_k, c.num_warps, c.num_stages);
+  if (c.page_size != 16 && c.page_size != 32 && c.page_size != 64 && c.page_size != 128)
+    return fmt::format("page_size = {} is not one of 16, 32, 64, 128", c.page_size);
+  return std::nullopt;
+}
+
 std::optional<std::string> wgmma_invalid_reason(const KernelConfig& c) {
   if (!(c.arch.sm == 90 && c.arch.accel))
     return fmt::format("decode_wgmma needs sm_90a (wgmma), not {}", c.arch.name());
@@ -153,6 +175,7 @@ std::optional<std::string> wgmma_invalid_reason(const KernelConfig& c) {
 
 std::optional<std::string> KernelConfig::invalid_reason() const {
   if (family == Family::decode_wgmma) return wgmma_invalid_reason(*this);
+  if (family == Family::decode_seesaw) return seesaw_invalid_reason(*this);
   auto one_of = [](int v, std::initializer_list<int> allowed) {
     for (int a : allowed)
       if (v == a) return true;

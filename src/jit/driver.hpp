@@ -19,7 +19,8 @@ namespace flashmla::jit {
   X(cuMemcpyDtoHAsync) X(cuMemsetD8) X(cuMemsetD32Async) X(cuStreamSynchronize) X(cuStreamIsCapturing)       \
   X(cuStreamCreate) X(cuStreamDestroy) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord)                   \
   X(cuEventSynchronize) X(cuEventElapsedTime) X(cuGetErrorName) X(cuGetErrorString) X(cuStreamBeginCapture)  \
-  X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) X(cuGraphDestroy) X(cuGraphExecDestroy)
+  X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) X(cuGraphDestroy) X(cuGraphExecDestroy)        \
+  X(cuTensorMapEncodeTiled)
 
 struct Driver {
 #define FLASHMLA_DECLARE(name) decltype(&::name) name = nullptr;

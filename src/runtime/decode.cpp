@@ -1,7 +1,9 @@
 // The operations users call: get_mla_metadata and mla_decode.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "codegen/codegen.hpp"
@@ -51,6 +53,25 @@ void launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned threa
             void* params) {
   void* args[] = {params};
   FLASHMLA_CU(jit::driver().cuLaunchKernel(fn, gx, gy, gz, threads, 1, 1, smem, stream, args, nullptr));
+}
+
+// decode_seesaw's TMA view of k_cache: 4-D (d_qk, page row, kv head, block), innermost first,
+// strides in bytes; a box is 64 columns (128 bytes, the swizzle span) x min(page_size, 64) rows.
+// validate_args has checked that every stride is a multiple of 8 elements (TMA needs 16 bytes).
+void encode_k_tmap(const DecodeShape& s, const DecodeArgs& a, unsigned char (&out)[128]) {
+  static_assert(sizeof(CUtensorMap) == sizeof(out), "CUtensorMap is 128 bytes");
+  const cuuint64_t dims[4] = {cuuint64_t(s.d_qk()), cuuint64_t(s.page_size), cuuint64_t(s.h_kv),
+                              cuuint64_t(s.num_blocks)};
+  const cuuint64_t strides[3] = {cuuint64_t(a.k_strides[1]) * 2, cuuint64_t(a.k_strides[2]) * 2,
+                                 cuuint64_t(a.k_strides[0]) * 2};
+  const cuuint32_t box[4] = {64, cuuint32_t(std::min(s.page_size, 64)), 1, 1};
+  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+  CUtensorMap map;
+  FLASHMLA_CU(jit::driver().cuTensorMapEncodeTiled(
+      &map, s.dtype == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+      const_cast<void*>(a.k_cache), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
+  std::memcpy(out, &map, sizeof(map));
 }
 
 std::size_t metadata_bytes(const DecodeShape& s, int num_parts) {
@@ -187,6 +208,7 @@ void mla_decode(const DecodeShape& shape, const DecodeArgs& args_in, const MlaMe
   p.causal = a.causal ? 1 : 0;
   const float scale = a.softmax_scale > 0.f ? a.softmax_scale : 1.f / std::sqrt(float(shape.d_qk()));
   p.scale_log2 = scale * 1.4426950408889634f;
+  if (c.family == Family::decode_seesaw) encode_k_tmap(shape, a, p.k_tmap);
   // Grid (q tile, partition, kv head): the q tiles of one partition read the same K/V tiles and
   // are launched next to each other, so they run at the same time on nearby SMs and share L2.
   launch(module.decode, q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),

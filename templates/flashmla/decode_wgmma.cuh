@@ -22,6 +22,7 @@
 #include "flashmla/params.cuh"
 #include "flashmla/partition.cuh"
 #include "flashmla/ptx.cuh"
+#include "flashmla/sw128_rows.cuh"
 #include "flashmla/wgmma.cuh"
 #include "flashmla/wgmma_store.cuh"
 
@@ -81,26 +82,6 @@ struct DecodeWgmma {
         hpk(params.h_q / params.h_kv),
         rows_total(params.s_q * (params.h_q / params.h_kv)) {}
 
-  // Row r of a [rows x 576] swizzled tile set <- 16-byte chunks c0, c0 + 8, ... of src: chunk
-  // j = c0 + 8t lands in column tile t at swizzled position c0 ^ (r % 8).
-  __device__ void copy_row(unsigned char* tiles, int r, const u16* src, bool valid) {
-    const int c0 = tid % 8;
-    const u32 base = dev::smem_u32(tiles + r * 128 + (((c0 ^ r) & 7) << 4));
-#pragma unroll
-    for (int t = 0; t < T::kTiles; ++t)
-      dev::cp_async_16(base + t * T::kTileBytes, src + t * 64 + c0 * 8, valid ? 16 : 0);
-  }
-
-  __device__ void load_q(int bi) {
-#pragma unroll
-    for (int r = tid / 8; r < T::kBlockQ; r += T::kThreads / 8) {
-      const int row = row0 + r;
-      const bool valid = row < rows_total;
-      const int s = valid ? row / hpk : 0, h = kv_head * hpk + (valid ? row % hpk : 0);
-      copy_row(sm.q, r, static_cast<const u16*>(p.q) + bi * p.q_stride_b + s * p.q_stride_s + h * p.q_stride_h, valid);
-    }
-  }
-
   // K/V loads are issued by warpgroup 1 only (128 threads, 8 per row, kPasses rows each).
   static constexpr int kLoaders = 128, kPasses = T::kBlockK / (kLoaders / 8);
 
@@ -124,7 +105,7 @@ struct DecodeWgmma {
       const int r = lt / 8 + i * (kLoaders / 8);
       const u16* src = static_cast<const u16*>(p.k_cache) + static_cast<long long>(max(page[i], 0)) * p.k_stride_block +
                        ((k0 + r) % T::kPageSize) * p.k_stride_row + kv_head * p.k_stride_head;
-      copy_row(sm.kv[stage], r, src, page[i] >= 0);
+      copy_row_sw128<T::kTiles>(sm.kv[stage], r, src, page[i] >= 0, tid % 8);
     }
   }
 
@@ -145,7 +126,7 @@ struct DecodeWgmma {
     }
 
     __syncthreads();  // the previous segment no longer reads shared memory
-    load_q(bi);
+    load_q_sw128<T::kThreads, T::kTiles>(p, sm.q, bi, row0, rows_total, hpk, kv_head, tid);
     int pages[kPasses];  // warpgroup 1: the blocks of the next tile to load
     if (wg == 1) {
       fetch_pages(bi, k_begin, k_end, pages);
@@ -283,7 +264,7 @@ struct DecodeWgmma {
       }
     }
     __syncthreads();
-    wgmma_store<T::kElem, T::kLatent>(p, sm.row_sum, sm.row_m, row0, rows_total, hpk, kv_head, wg, lane, bi, split_idx,
+    wgmma_store<T::kElem, T::kLatent>(p, {sm.row_sum[r_lo], sm.row_sum[r_hi]}, {sm.row_m[r_lo], sm.row_m[r_hi]}, row0, rows_total, hpk, kv_head, wg, lane, bi, split_idx,
                                       n_splits, o, r_lo, r_hi);
   }
 };

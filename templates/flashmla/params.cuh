@@ -30,6 +30,9 @@ struct DecodeParams {
   int max_seqlen;       // block_table capacity in keys; longer sequences are clamped on device
   int causal;           // 1: query row s sees keys [0, s_k - s_q + s]
   float scale_log2;     // softmax_scale * log2(e)
+  // decode_seesaw only: k_cache's CUtensorMap, encoded by the host (cuTensorMapEncodeTiled): 4-D
+  // (d_qk, page row, kv head, block), box 64 columns x min(page_size, 64) rows, 128B swizzle.
+  alignas(64) unsigned char k_tmap[128];
 };
 
 struct MetadataParams {

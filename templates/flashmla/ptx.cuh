@@ -99,6 +99,18 @@ __device__ __forceinline__ u32 pack2(float lo, float hi) {
   return r;
 }
 
+// The two 16-bit floats of a packed register, as fp32 (lo: bits 0-15).
+template <Elem kElem>
+__device__ __forceinline__ void unpack2(u32 v, float& lo, float& hi) {
+  if constexpr (kElem == Elem::bf16) {
+    lo = __uint_as_float(v << 16), hi = __uint_as_float(v & 0xffff0000u);
+  } else {
+    asm("{ .reg .f16 a, b; mov.b32 {a, b}, %2; cvt.f32.f16 %0, a; cvt.f32.f16 %1, b; }\n"
+        : "=f"(lo), "=f"(hi)
+        : "r"(v));
+  }
+}
+
 __device__ __forceinline__ float exp2_approx(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));

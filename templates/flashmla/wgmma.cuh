@@ -58,6 +58,17 @@ __device__ __forceinline__ void fence_proxy_async_smem() {
   "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " " \
   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, %130;\n}\n"
 
+// Register-A forms (A = a 64 x 16 fragment in four 32-bit registers per thread, the layout of
+// mma.sync's A: a[0] row 16w + lane/4, k 2(lane%4) + {0,1}; a[1] row + 8; a[2] k + 8; a[3] both).
+#define FLASHMLA_WGMMA_M64N64K16_RS(TYPE)                         \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                 \
+  "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " \
+  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
+#define FLASHMLA_WGMMA_M64N256K16_RS(TYPE)                         \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                    \
+  "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " " \
+  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, {%128,%129,%130,%131}, %132, p, 1, 1, %133;\n}\n"
+
 // d[64 x 64] (+)= A[64 x 16] * B[16 x 64], bf16 or fp16 operands from shared memory, fp32 in
 // registers. Accumulator layout: warp w of the warpgroup owns rows 16w..16w+15; d[4j + {0,1}]
 // are row 16w + lane/4, columns 8j + 2(lane%4) + {0,1}; d[4j + {2,3}] the same columns of row + 8.
@@ -85,10 +96,38 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], u64 desc_a, u6
     asm volatile(FLASHMLA_WGMMA_M64N256K16("f16") : FLASHMLA_WGMMA_D128 : "l"(desc_a), "l"(desc_b), "n"(kTransB));
 }
 
+// d[64 x 64] (+)= A * B with A from registers (see above), B from shared memory.
+template <Elem kElem, int kTransB>
+__device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const u32 (&a)[4], u64 desc_b, int accumulate) {
+  if constexpr (kElem == Elem::bf16)
+    asm volatile(FLASHMLA_WGMMA_M64N64K16_RS("bf16")
+                 : FLASHMLA_WGMMA_D32
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(kTransB));
+  else
+    asm volatile(FLASHMLA_WGMMA_M64N64K16_RS("f16")
+                 : FLASHMLA_WGMMA_D32
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(kTransB));
+}
+
+// d[64 x 256] += A * B with A from registers (see above), B from shared memory.
+template <Elem kElem, int kTransB>
+__device__ __forceinline__ void wgmma_m64n256k16_rs(float (&d)[128], const u32 (&a)[4], u64 desc_b) {
+  if constexpr (kElem == Elem::bf16)
+    asm volatile(FLASHMLA_WGMMA_M64N256K16_RS("bf16")
+                 : FLASHMLA_WGMMA_D128
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(kTransB));
+  else
+    asm volatile(FLASHMLA_WGMMA_M64N256K16_RS("f16")
+                 : FLASHMLA_WGMMA_D128
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(kTransB));
+}
+
 #undef FLASHMLA_WGMMA_D32
 #undef FLASHMLA_WGMMA_D128
 #undef FLASHMLA_WGMMA_M64N64K16
 #undef FLASHMLA_WGMMA_M64N256K16
+#undef FLASHMLA_WGMMA_M64N64K16_RS
+#undef FLASHMLA_WGMMA_M64N256K16_RS
 
 }  // namespace dev
 }  // namespace flashmla

@@ -1,5 +1,6 @@
-// The epilogue of decode_wgmma: this thread's rows r_lo and r_hi of O (warpgroup
-// wg's 256 columns, in the wgmma accumulator layout), divided by the row sums, with the
+// The epilogue of decode_wgmma and decode_seesaw: this thread's rows r_lo and r_hi of O (warpgroup
+// wg's 256 columns, in the wgmma accumulator layout), divided by their row sums (row_sum[0] for
+// r_lo, [1] for r_hi; row_m likewise, log2 units), with the
 // log-sum-exp: into out and lse when the sequence has one split, else into the fp32 partials
 // that the combine merges. An empty row gives out 0 and lse +inf (partials: -inf).
 #pragma once
@@ -9,7 +10,7 @@
 namespace flashmla {
 
 template <dev::Elem kElem, int kLatent>
-__device__ __forceinline__ void wgmma_store(const DecodeParams& p, const float* row_sum, const float* row_m, int row0,
+__device__ __forceinline__ void wgmma_store(const DecodeParams& p, const float (&row_sum)[2], const float (&row_m)[2], int row0,
                                             int rows_total, int hpk, int kv_head, int wg, int lane, int bi,
                                             int split_idx, int n_splits, const float (&o)[128], int r_lo, int r_hi) {
   using u16 = dev::u16;
@@ -23,10 +24,10 @@ __device__ __forceinline__ void wgmma_store(const DecodeParams& p, const float* 
     const int r = half ? r_hi : r_lo;
     const int row = row0 + r;
     if (row >= rows_total) continue;
-    const float l = row_sum[r];
+    const float l = row_sum[half];
     const bool empty = l == 0.f;
     const float inv_l = empty ? 0.f : 1.f / l;
-    const float lse = empty ? (direct ? dev::pos_inf() : dev::neg_inf()) : (row_m[r] + dev::log2_approx(l)) * kLn2;
+    const float lse = empty ? (direct ? dev::pos_inf() : dev::neg_inf()) : (row_m[half] + dev::log2_approx(l)) * kLn2;
     const int s = row / hpk, h = kv_head * hpk + row % hpk;
     const int col0 = 256 * wg + 2 * c;
     if (direct) {

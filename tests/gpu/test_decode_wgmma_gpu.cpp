@@ -1,5 +1,5 @@
-// decode_wgmma (sm_90a) against the fp64 reference, pinned: dispatch does not pick the family
-// until this passes on a device. On other GPUs the program is reported as skipped.
+// The Hopper families, decode_wgmma and decode_seesaw (sm_90a), against the fp64 reference,
+// pinned to each layout. On other GPUs the program is reported as skipped.
 #include "gpu_test_support.hpp"
 
 using namespace flashmla::gpu_test;
@@ -22,9 +22,9 @@ TEST_CASE("decode_wgmma matches the fp64 reference (pinned, sm_90a)", "[gpu][wgm
       make_case("wgmma fp16 h_q=64 s_q=2 causal", 3, 2, 64, 1, 512, 64, fp16, true, {5000, 33, 0}),
   };
   for (const Case& c : cases)
-    for (int stages : {1, 2}) {
-      KernelConfig cfg = make_config(c, {64, 64, 8, stages});
-      cfg.family = flashmla::Family::decode_wgmma;
+    for (int layout : {1, 2, 3}) {  // decode_wgmma s1, s2; decode_seesaw
+      KernelConfig cfg = make_config(c, {64, 64, 8, layout <= 2 ? layout : 2});
+      cfg.family = layout <= 2 ? flashmla::Family::decode_wgmma : flashmla::Family::decode_seesaw;
       REQUIRE_FALSE(cfg.invalid_reason());
       const Problem p = flashmla::make_problem(c);
       DeviceProblem d(p);

@@ -84,7 +84,7 @@ TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HG
       // SASS names the operand type for bf16 only: "HGMMA.64x64x16.F32.BF16" / "HGMMA.64x64x16.F32".
       const bool bf16 = dtype == DType::bf16;
       const auto space = autotune::decode_wgmma_space(base);
-      REQUIRE(space.valid.size() == 2);
+      REQUIRE(space.valid.size() == 3);
       for (const KernelConfig& c : space.valid) {
         INFO(c.id());
         const jit::CompileOutput out = jit::compile(c, codegen::unit_name(c), codegen::render(c));
@@ -96,6 +96,8 @@ TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HG
           CHECK_THAT(*sass, Contains("HGMMA.64x64x16.F32") && Contains("HGMMA.64x256x16.F32"));
           CHECK((sass->find(".F32.BF16") != std::string::npos) == bf16);
           CHECK(sass->find("LDL") == std::string::npos);  // no local-memory loads (spills)
+          // decode_seesaw loads K/V by TMA: UTMALDG in SASS.
+          CHECK((sass->find("UTMALDG") != std::string::npos) == (c.family == Family::decode_seesaw));
         }
       }
     }
