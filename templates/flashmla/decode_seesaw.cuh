@@ -31,6 +31,14 @@
 #include "flashmla/wgmma.cuh"
 #include "flashmla/wgmma_store.cuh"
 
+// Profiling only (wrong results on purpose), set through FLASHMLA_NVRTC_DEFINES:
+// FLASHMLA_PROFILE_SKIP bit 0 drops the S wgmma after the prologue, bit 2 the P V wgmma,
+// bit 3 the K/V loads after the prologue (their barriers complete with no bytes), bit 4 the
+// block-table reads of the loop.
+#ifndef FLASHMLA_PROFILE_SKIP
+#define FLASHMLA_PROFILE_SKIP 0
+#endif
+
 namespace flashmla {
 
 template <int kPageSize_, dev::Elem kElem_>
@@ -106,6 +114,7 @@ struct DecodeSeesaw {
   // the block table's latency stays off the loads' path): lane j * kBoxes + i holds the cache
   // block of box i of block (j ? k0b : k0a).
   __device__ int fetch_pair_pages(int bi, int k0a, int k0b, int k_end) const {
+    if (FLASHMLA_PROFILE_SKIP & 16) return 0;
     const int j = lane / T::kBoxes, i = lane % T::kBoxes;
     const int pos = (j ? k0b : k0a) + i * T::kBoxRows;
     return j < 2 && pos < k_end ? p.block_table[bi * p.block_table_stride + pos / T::kPageSize] : -1;
@@ -115,7 +124,13 @@ struct DecodeSeesaw {
     int pg[T::kBoxes];
 #pragma unroll
     for (int i = 0; i < T::kBoxes; ++i) pg[i] = __shfl_sync(0xffffffffu, pages, j * T::kBoxes + i);
-    if (lane == 0) load_tiles(buf, k0, pg, t0, t1);
+    if (lane == 0) {
+      if (FLASHMLA_PROFILE_SKIP & 8) {
+        for (int t = t0; t < t1; ++t) dev::mbarrier_arrive_expect_tx(dev::smem_u32(&sm.bar[buf][t]), 0);
+        return;
+      }
+      load_tiles(buf, k0, pg, t0, t1);
+    }
   }
   // One thread: column tiles [t0, t1) of the block at k0 into buffer buf.
   __device__ void load_tiles(int buf, int k0, const int (&pg)[T::kBoxes], int t0, int t1) {
@@ -156,7 +171,7 @@ struct DecodeSeesaw {
     for (int t = t0; t < t1; ++t) {
       dev::mbarrier_wait(dev::smem_u32(&sm.bar[wg][t]), phase);
 #pragma unroll
-      for (int ks = 0; ks < 4; ++ks) {
+      for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 && !zero ? 0 : 4); ++ks) {
         const int acc = zero && t == t0 && ks == 0 ? 0 : 1;
         const dev::u64 kd = desc_k(k_base + t * T::kTileBytes + ks * 32);
         if (t < 8)
@@ -172,7 +187,7 @@ struct DecodeSeesaw {
     const u32 v = dev::smem_u32(sm.kv[buf]) + 4 * wg * T::kTileBytes;
     dev::wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {
+    for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks) {
       const u32 a[4] = {pb[4 * ks], pb[4 * ks + 1], pb[4 * ks + 2], pb[4 * ks + 3]};
       dev::wgmma_m64n256k16_rs<T::kElem, 1>(o, a, desc_v(v + ks * 16 * 128));
     }
@@ -182,7 +197,7 @@ struct DecodeSeesaw {
     const u32 v = dev::smem_u32(sm.kv[buf]) + 4 * wg * T::kTileBytes, pa = dev::smem_u32(p_tile);
     dev::wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < 4; ++ks)
+    for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks)
       dev::wgmma_m64n256k16<T::kElem, 1>(o, desc_k(pa + ks * 32), desc_v(v + ks * 16 * 128));
     dev::wgmma_commit();
   }
