@@ -4,19 +4,19 @@
 // One CTA = (tile of 64 query rows, partition, kv head), 256 threads. Keys go in pairs of 64-key
 // blocks: block b0 in buffer K0, b1 = b0 + 1 in K1. Warpgroup w computes S = Q K^T of the block in
 // buffer w; both warpgroups apply both blocks' P to their half of the output: warpgroup h owns O
-// columns [256h, 256h + 256) (128 fp32 registers). Per pair (m: running row max, in smem):
-//   WG0: softmax(S0) -> scale0, m0, P0      | WG1: (waits for scale0, m0)
-//        O_L = O_L * scale0 + P0 V0_L (P0   |      softmax(S1) -> scale1, m1 = max(m0, ...), P1
-//        from registers)                    |      O_R = O_R * scale0 * scale1 + P1 V1_R (registers)
-//        (waits for scale1) P0 *= scale1 -> |      (waits for P0) O_R += P0 V0_R (smem)
-//        smem; O_L = O_L * scale1 + P1 V1_L  |      S1' = Q K1'^T of the next pair
-//        (smem); S0' = Q K0'^T              |
-// so one warpgroup's softmax runs while the other's wgmma keeps the tensor cores busy.
+// columns [256h, 256h + 256) (128 fp32 registers). m is the running row max (log2 units). Per pair:
+//   WG0: softmax(S0): m0 = max(m, .), scale0,   | WG1: (waits for P0)
+//        P0 -> smem; O_L = O_L scale0 + P0 V0_L |      O_R = O_R scale0 + P0 V0_R (smem)
+//        (P0 from registers)                   |      softmax(S1): m1 = max(m0, .), scale1,
+//        (waits for P1)                        |      P1 -> smem; O_R = O_R scale1 + P1 V1_R
+//        O_L = O_L scale1 + P1 V1_L (smem)      |      (P1 from registers)
+//        S0' = Q K0'^T of the next pair        |      S1' = Q K1'^T of the next pair
+// so one warpgroup's softmax runs under the other's wgmma, and warpgroup 1's P0 V0_R (hence the
+// refill of K0's V_R tiles) starts as soon as P0 exists, before its own softmax.
 // Loads: TMA boxes of 64 columns x min(page, 64) rows, one mbarrier per 64-column tile of each
-// buffer. A buffer's tiles are refilled (with the block two ahead) by the warpgroup that reads
-// them last, as soon as its wgmma on them has completed: K0/K1 tiles 0-3 (V_L) by warpgroup 0,
-// tiles 4-8 (V_R and the rope part) by warpgroup 1. S waits tile by tile, so it starts while the
-// later tiles still land.
+// buffer. A tile is refilled with the block two ahead by the warpgroup that reads it last, once
+// its wgmma on it has completed: the rope tile (8) by the buffer's S warpgroup at the start of
+// the pair, V_L (tiles 0-3) by warpgroup 0, V_R (4-7) by warpgroup 1. S waits tile by tile.
 // Shared memory: Q (9 tiles), K0, K1 (9 tiles each), P0 (one tile), row statistics, barriers:
 // 231,424 bytes. P1 lives in Q's rope tile: each thread first copies its A fragment of that tile
 // into registers (rq8) and S uses it from there.
@@ -69,7 +69,7 @@ struct DecodeSeesaw {
   using u32 = dev::u32;
   using Plan = typename T::SharedPlan;
   // Named barriers (256 threads: one warpgroup arrives, the other syncs), and one per warpgroup.
-  static constexpr int kScale0Ready = 1, kScale1Ready = 2, kP0Ready = 3, kP1Ready = 4, kWarpgroupBar = 5;
+  static constexpr int kP0Ready = 1, kP1Ready = 2, kWarpgroupBar = 3;
 
   const DecodeParams& p;
   Plan& sm;
@@ -162,24 +162,36 @@ struct DecodeSeesaw {
   static __device__ dev::u64 desc_k(u32 addr) { return dev::smem_desc_sw128(addr, 16, 1024); }
   static __device__ dev::u64 desc_v(u32 addr) { return dev::smem_desc_sw128(addr, T::kVLeadingBytes, T::kVStrideBytes); }
 
-  // s (+)= Q K^T over column tiles [t0, t1) of buffer wg, each after its TMA landed; tile 8 (rope)
-  // takes Q from registers. zero: the first wgmma overwrites s.
-  __device__ void qk(float (&s)[32], const u32 (&rq8)[4][4], int t0, int t1, bool zero) {
+  // s (+)= Q K^T over column tile t of buffer wg, once its TMA landed; tile 8 (rope) takes Q
+  // from registers. zero: this tile's first wgmma overwrites s. Call wgmma_fence first.
+  __device__ void qk_tile(float (&s)[32], const u32 (&rq8)[4][4], int t, bool zero) {
     const u32 q_base = dev::smem_u32(sm.q), k_base = dev::smem_u32(sm.kv[wg]);
+    dev::mbarrier_wait(dev::smem_u32(&sm.bar[wg][t]), phase);
+#pragma unroll
+    for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 && !zero ? 0 : 4); ++ks) {
+      const int acc = zero && ks == 0 ? 0 : 1;
+      const dev::u64 kd = desc_k(k_base + t * T::kTileBytes + ks * 32);
+      if (t < 8)
+        dev::wgmma_m64n64k16<T::kElem, 0>(s, desc_k(q_base + t * T::kTileBytes + ks * 32), kd, acc);
+      else
+        dev::wgmma_m64n64k16_rs<T::kElem, 0>(s, rq8[ks], kd, acc);
+    }
+  }
+  // The first part of S: the rope tile (refilled first) and V_L's tiles 0-3.
+  __device__ void qk_first(float (&s)[32], const u32 (&rq8)[4][4]) {
+    dev::wgmma_fence();
+    qk_tile(s, rq8, 8, true);
+#pragma unroll
+    for (int t = 0; t < 4; ++t) qk_tile(s, rq8, t, false);
+    dev::wgmma_commit();
+  }
+  // The rest: V_R's tiles 4-7; then the buffer's next load may be waited for.
+  __device__ void qk_rest(float (&s)[32], const u32 (&rq8)[4][4]) {
     dev::wgmma_fence();
 #pragma unroll
-    for (int t = t0; t < t1; ++t) {
-      dev::mbarrier_wait(dev::smem_u32(&sm.bar[wg][t]), phase);
-#pragma unroll
-      for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 && !zero ? 0 : 4); ++ks) {
-        const int acc = zero && t == t0 && ks == 0 ? 0 : 1;
-        const dev::u64 kd = desc_k(k_base + t * T::kTileBytes + ks * 32);
-        if (t < 8)
-          dev::wgmma_m64n64k16<T::kElem, 0>(s, desc_k(q_base + t * T::kTileBytes + ks * 32), kd, acc);
-        else
-          dev::wgmma_m64n64k16_rs<T::kElem, 0>(s, rq8[ks], kd, acc);
-      }
-    }
+    for (int t = 4; t < 8; ++t) qk_tile(s, rq8, t, false);
+    dev::wgmma_commit();
+    phase ^= 1;
   }
 
   // o += P V over this warpgroup's 256 columns of buffer buf; P from registers or smem.
@@ -301,16 +313,17 @@ struct DecodeSeesaw {
     float l[2] = {0.f, 0.f};
     float s[32];
     if (wg < n) {
-      qk(s, rq8, 0, T::kTiles, true);
-      dev::wgmma_commit();
+      qk_first(s, rq8);
+      qk_rest(s, rq8);
       dev::wgmma_wait<0>();
-      phase ^= 1;
     }
+    // Warp 0's lanes hold the cache blocks of the next pair's boxes.
+    int pages = warp == 0 ? fetch_pair_pages(bi, k_begin + 2 * T::kBlockK, k_begin + 3 * T::kBlockK, k_end) : -1;
     for (int b0 = 0; b0 < n; b0 += 2) {
       if (wg == 0)
-        pair_wg0(bi, b0, n, k_begin, k_end, tail, key_limit, s, o, l, rq8);
+        pair_wg0(bi, b0, n, k_begin, k_end, tail, key_limit, s, o, l, rq8, pages);
       else
-        pair_wg1(bi, b0, n, k_begin, k_end, tail, key_limit, s, o, l, rq8);
+        pair_wg1(bi, b0, n, k_begin, k_end, tail, key_limit, s, o, l, rq8, pages);
     }
 
 #pragma unroll
@@ -324,137 +337,122 @@ struct DecodeSeesaw {
                                       split_idx, n_splits, o, r_lo, r_hi);
   }
 
-  // Warpgroup 0's part of the pair (b0, b0 + 1); s holds Q K0^T of b0 and leaves with that of b0 + 2.
-  __device__ void pair_wg0(int bi, int b0, int n, int k_begin, int k_end, int tail, const int (&key_limit)[2],
-                           float (&s)[32], float (&o)[128], float (&l)[2], const u32 (&rq8)[4][4]) {
-    const bool has1 = b0 + 1 < n, next0 = b0 + 2 < n, next1 = b0 + 3 < n;
-    const int k0 = k_begin + b0 * T::kBlockK;
-    const int pages = warp == 0 ? fetch_pair_pages(bi, k0 + 2 * T::kBlockK, k0 + 3 * T::kBlockK, k_end) : -1;
-    // Softmax of b0: m0 = max(m, block max), scale0 = exp2(m - m0).
-    float mx[2], m_use[2], scale0[2], sum[2];
+  // Softmax of the block at k0 against the running max m_old: s <- P = exp2(S - m_new); returns
+  // m_new, the rescale factor of the old state and this thread's part of the row sums.
+  __device__ void softmax(float (&s)[32], int k0, const int (&key_limit)[2], const float (&m_old)[2],
+                          float (&m_new)[2], float (&scale)[2], float (&sum)[2]) const {
+    float mx[2], m_use[2];
     mask_scale(s, k0, key_limit, mx);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const float m_old = sm.m[i ? r_hi : r_lo];
-      const float m_new = fmaxf(m_old, mx[i]);
-      m_use[i] = use(m_new);
-      scale0[i] = dev::exp2_approx(m_old - m_use[i]);
-      mx[i] = m_new;
+      m_new[i] = fmaxf(m_old[i], mx[i]);
+      m_use[i] = use(m_new[i]);
+      scale[i] = dev::exp2_approx(m_old[i] - m_use[i]);
     }
+    exp_rows(s, m_use, sum);
+  }
+  __device__ void publish(float* scale_out, const float (&scale)[2], const float (&m_new)[2]) {
     __syncwarp();  // the quad's reads of m are done
     if (c == 0) {
 #pragma unroll
-      for (int i = 0; i < 2; ++i) sm.scale0[i ? r_hi : r_lo] = scale0[i], sm.m[i ? r_hi : r_lo] = mx[i];
+      for (int i = 0; i < 2; ++i) scale_out[i ? r_hi : r_lo] = scale[i], sm.m[i ? r_hi : r_lo] = m_new[i];
     }
-    exp_rows(s, m_use, sum);
+  }
+
+  // Warpgroup 0's part of the pair (b0, b0 + 1); s holds Q K0^T of b0 and leaves with that of b0 + 2.
+  __device__ void pair_wg0(int bi, int b0, int n, int k_begin, int k_end, int tail, const int (&key_limit)[2],
+                           float (&s)[32], float (&o)[128], float (&l)[2], const u32 (&rq8)[4][4], int& pages) {
+    const bool has1 = b0 + 1 < n, next0 = b0 + 2 < n, next1 = b0 + 3 < n;
+    const int k0 = k_begin + b0 * T::kBlockK;
+    if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 8, 9);  // rope read by S0
+    float m_old[2], m_new[2], scale0[2], sum[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) m_old[i] = sm.m[i ? r_hi : r_lo];
+    softmax(s, k0, key_limit, m_old, m_new, scale0, sum);
+    u32 pb[16];
+    pack_p(s, pb);
+    // sm.p0's last reader, warpgroup 1's P0 V0_R of the previous pair, has completed: warpgroup 1
+    // refilled K0's tiles 4-7 only after it, and qk_rest waited for those tiles.
+    store_p(sm.p0, pb);
+    dev::fence_proxy_async_smem();
+    publish(sm.scale0, scale0, m_new);
+    dev::named_barrier_arrive(kP0Ready, T::kThreads);
+
 #pragma unroll
     for (int i = 0; i < 2; ++i) l[i] = l[i] * scale0[i] + sum[i];
     rescale(o, scale0);
-    dev::named_barrier_arrive(kScale0Ready, T::kThreads);
-
-    u32 pb[16];
-    pack_p(s, pb);
     if (b0 == n - 1 && tail < T::kBlockK) zero_tail_rows(0, 0, tail);
     pv_rs(o, pb, 0);  // O_L += P0 V0_L
     dev::wgmma_wait<0>();
+    if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 0, 4);  // V0_L read
 
-    dev::named_barrier_sync(kScale1Ready, T::kThreads);
-    if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 0, 4);  // V0_L read: refill
-    float scale1[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) scale1[i] = sm.scale1[i ? r_hi : r_lo];
-    rescale_packed(pb, scale1);  // P0 relative to m1, for warpgroup 1
-    store_p(sm.p0, pb);
-    dev::fence_proxy_async_smem();
-    dev::named_barrier_arrive(kP0Ready, T::kThreads);
-
+    dev::named_barrier_sync(kP1Ready, T::kThreads);  // scale1 and m1 published, P1 in Q's tile 8
     if (has1) {
-      dev::named_barrier_sync(kP1Ready, T::kThreads);  // P1 is in Q's tile 8
-      rescale(o, scale1);
+      float scale1[2];
 #pragma unroll
-      for (int i = 0; i < 2; ++i) l[i] *= scale1[i];
+      for (int i = 0; i < 2; ++i) scale1[i] = sm.scale1[i ? r_hi : r_lo], l[i] *= scale1[i];
+      rescale(o, scale1);
       if (b0 + 1 == n - 1 && tail < T::kBlockK) zero_tail_rows(1, 0, tail);
       pv_ss(o, sm.q + 8 * T::kTileBytes, 1);  // O_L += P1 V1_L
     }
-    if (next0) {
-      qk(s, rq8, 0, 4, true);
-      dev::wgmma_commit();
-    }
+    if (next0) qk_first(s, rq8);
     if (next1) {
       if (next0)
         dev::wgmma_wait<1>();
       else
         dev::wgmma_wait<0>();
-      if (warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 0, 4);  // V1_L read: refill
+      if (warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 0, 4);  // V1_L read
     }
-    if (next0) {
-      qk(s, rq8, 4, T::kTiles, false);
-      dev::wgmma_commit();
-    }
+    if (next0) qk_rest(s, rq8);
+    if (warp == 0) pages = fetch_pair_pages(bi, k0 + 4 * T::kBlockK, k0 + 5 * T::kBlockK, k_end);
     dev::wgmma_wait<0>();
-    if (next0) phase ^= 1;
   }
 
   // Warpgroup 1's part of the pair; s holds Q K1^T of b0 + 1 (if any) and leaves with b0 + 3's.
   __device__ void pair_wg1(int bi, int b0, int n, int k_begin, int k_end, int tail, const int (&key_limit)[2],
-                           float (&s)[32], float (&o)[128], float (&l)[2], const u32 (&rq8)[4][4]) {
+                           float (&s)[32], float (&o)[128], float (&l)[2], const u32 (&rq8)[4][4], int& pages) {
     const bool has1 = b0 + 1 < n, next0 = b0 + 2 < n, next1 = b0 + 3 < n;
-    const int k1 = k_begin + (b0 + 1) * T::kBlockK;
-    const int pages = warp == 0 ? fetch_pair_pages(bi, k1 + T::kBlockK, k1 + 2 * T::kBlockK, k_end) : -1;
-    dev::named_barrier_sync(kScale0Ready, T::kThreads);
-    float m0[2], scale0[2], scale1[2], m_use[2], mx[2], sum[2] = {0.f, 0.f};
+    const int k0 = k_begin + b0 * T::kBlockK, k1 = k0 + T::kBlockK;
+    if (next1 && warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 8, 9);  // rope read by S1
+
+    dev::named_barrier_sync(kP0Ready, T::kThreads);  // scale0, m0 published, P0 in smem
+    float m0[2], scale0[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) m0[i] = sm.m[i ? r_hi : r_lo], scale0[i] = sm.scale0[i ? r_hi : r_lo];
-    if (has1) {
-      mask_scale(s, k1, key_limit, mx);
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        mx[i] = fmaxf(m0[i], mx[i]);
-        m_use[i] = use(mx[i]);
-        scale1[i] = dev::exp2_approx(m0[i] - m_use[i]);
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < 2; ++i) mx[i] = m0[i], scale1[i] = 1.f;
-    }
-    __syncwarp();  // the quad's reads of m are done
-    if (c == 0) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i) sm.scale1[i ? r_hi : r_lo] = scale1[i], sm.m[i ? r_hi : r_lo] = mx[i];
-    }
-    float both[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) both[i] = scale0[i] * scale1[i];
-    rescale(o, both);
-    if (has1) exp_rows(s, m_use, sum);
-#pragma unroll
-    for (int i = 0; i < 2; ++i) l[i] = l[i] * both[i] + sum[i];
-    dev::named_barrier_arrive(kScale1Ready, T::kThreads);
+    rescale(o, scale0);
+    if (b0 == n - 1 && tail < T::kBlockK) zero_tail_rows(0, 4, tail);
+    pv_ss(o, sm.p0, 0);  // O_R += P0 V0_R, under this warpgroup's softmax
 
+    float m1[2], scale1[2] = {1.f, 1.f}, sum[2] = {0.f, 0.f};
+    u32 pb[16];
     if (has1) {
-      u32 pb[16];
+      softmax(s, k1, key_limit, m0, m1, scale1, sum);
       pack_p(s, pb);
       store_p(sm.q + 8 * T::kTileBytes, pb);  // P1, for warpgroup 0
       dev::fence_proxy_async_smem();
+    } else {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) m1[i] = m0[i];
+    }
+    publish(sm.scale1, scale1, m1);
+    dev::named_barrier_arrive(kP1Ready, T::kThreads);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) l[i] = l[i] * scale0[i] * scale1[i] + sum[i];
+
+    dev::wgmma_wait<0>();
+    if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 4, 8);  // V0_R read
+    if (has1) {
+      rescale(o, scale1);
       if (b0 + 1 == n - 1 && tail < T::kBlockK) zero_tail_rows(1, 4, tail);
       pv_rs(o, pb, 1);  // O_R += P1 V1_R
-    }
-    dev::named_barrier_sync(kP0Ready, T::kThreads);
-    if (b0 == n - 1 && tail < T::kBlockK) zero_tail_rows(0, 4, tail);
-    pv_ss(o, sm.p0, 0);  // O_R += P0 V0_R
-    if (has1) dev::named_barrier_arrive(kP1Ready, T::kThreads);
-
-    if (next1) {
-      dev::wgmma_wait<1>();
-      if (warp == 0) load_tiles_warp(1, k1 + 2 * T::kBlockK, pages, 1, 4, T::kTiles);  // V1_R, rope read: refill
-    }
-    dev::wgmma_wait<0>();
-    if (next0 && warp == 0) load_tiles_warp(0, k1 + T::kBlockK, pages, 0, 4, T::kTiles);  // V0_R, rope read: refill
-    if (next1) {
-      qk(s, rq8, 0, T::kTiles, true);
-      dev::wgmma_commit();
       dev::wgmma_wait<0>();
-      phase ^= 1;
+      if (next1 && warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 4, 8);  // V1_R read
+    }
+    if (warp == 0) pages = fetch_pair_pages(bi, k0 + 4 * T::kBlockK, k0 + 5 * T::kBlockK, k_end);
+    if (next1) {
+      qk_first(s, rq8);
+      qk_rest(s, rq8);
+      dev::wgmma_wait<0>();
     }
   }
 };
