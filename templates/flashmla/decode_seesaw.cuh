@@ -162,11 +162,10 @@ struct DecodeSeesaw {
   static __device__ dev::u64 desc_k(u32 addr) { return dev::smem_desc_sw128(addr, 16, 1024); }
   static __device__ dev::u64 desc_v(u32 addr) { return dev::smem_desc_sw128(addr, T::kVLeadingBytes, T::kVStrideBytes); }
 
-  // s (+)= Q K^T over column tile t of buffer wg, once its TMA landed; tile 8 (rope) takes Q
-  // from registers. zero: this tile's first wgmma overwrites s. Call wgmma_fence first.
+  // s (+)= Q K^T over column tile t of buffer wg (its TMA has landed); tile 8 (rope) takes Q from
+  // registers. zero: this tile's first wgmma overwrites s.
   __device__ void qk_tile(float (&s)[32], const u32 (&rq8)[4][4], int t, bool zero) {
     const u32 q_base = dev::smem_u32(sm.q), k_base = dev::smem_u32(sm.kv[wg]);
-    dev::mbarrier_wait(dev::smem_u32(&sm.bar[wg][t]), phase);
 #pragma unroll
     for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 && !zero ? 0 : 4); ++ks) {
       const int acc = zero && ks == 0 ? 0 : 1;
@@ -177,8 +176,14 @@ struct DecodeSeesaw {
         dev::wgmma_m64n64k16_rs<T::kElem, 0>(s, rq8[ks], kd, acc);
     }
   }
-  // The first part of S: the rope tile (refilled first) and V_L's tiles 0-3.
+  __device__ void wait_tile(int t) { dev::mbarrier_wait(dev::smem_u32(&sm.bar[wg][t]), phase); }
+  // The first part of S: the rope tile (refilled first) and V_L's tiles 0-3. The tiles' barriers
+  // are all waited for before the first wgmma: a wait loop between two wgmmas makes ptxas fence
+  // (warpgroup.arrive) before the next one.
   __device__ void qk_first(float (&s)[32], const u32 (&rq8)[4][4]) {
+    wait_tile(8);
+#pragma unroll
+    for (int t = 0; t < 4; ++t) wait_tile(t);
     dev::wgmma_fence();
     qk_tile(s, rq8, 8, true);
 #pragma unroll
@@ -187,6 +192,8 @@ struct DecodeSeesaw {
   }
   // The rest: V_R's tiles 4-7; then the buffer's next load may be waited for.
   __device__ void qk_rest(float (&s)[32], const u32 (&rq8)[4][4]) {
+#pragma unroll
+    for (int t = 4; t < 8; ++t) wait_tile(t);
     dev::wgmma_fence();
 #pragma unroll
     for (int t = 4; t < 8; ++t) qk_tile(s, rq8, t, false);
