@@ -69,7 +69,7 @@ struct DecodeSeesaw {
   using u32 = dev::u32;
   using Plan = typename T::SharedPlan;
   // Named barriers (256 threads: one warpgroup arrives, the other syncs), and one per warpgroup.
-  static constexpr int kP0Ready = 1, kP1Ready = 2, kS0Done = 3, kWarpgroupBar = 4;
+  static constexpr int kP0Ready = 1, kP1Ready = 2, kWarpgroupBar = 3;
 
   const DecodeParams& p;
   Plan& sm;
@@ -413,8 +413,6 @@ struct DecodeSeesaw {
     if (next0) qk_rest(s, rq8);
     if (warp == 0) pages = fetch_pair_pages(bi, k0 + 4 * T::kBlockK, k0 + 5 * T::kBlockK, k_end);
     dev::wgmma_wait<0>();
-    // S0' is done: warpgroup 1 now issues S1', which runs under this warpgroup's softmax.
-    if (next1) dev::named_barrier_arrive(kS0Done, T::kThreads);
   }
 
   // Warpgroup 1's part of the pair; s holds Q K1^T of b0 + 1 (if any) and leaves with b0 + 3's.
@@ -459,7 +457,6 @@ struct DecodeSeesaw {
     }
     if (warp == 0) pages = fetch_pair_pages(bi, k0 + 4 * T::kBlockK, k0 + 5 * T::kBlockK, k_end);
     if (next1) {
-      dev::named_barrier_sync(kS0Done, T::kThreads);
       qk_first(s, rq8);
       qk_rest(s, rq8);
       dev::wgmma_wait<0>();
