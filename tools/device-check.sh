@@ -46,6 +46,14 @@ for tool in memcheck racecheck; do
     echo "exit $?" >>"$out/steps.log"
   done
 done
+# The Hopper families pinned (decode_wgmma s1/s2, decode_seesaw with TMA and mbarriers); skips
+# itself on other GPUs.
+for tool in memcheck racecheck; do
+  echo "-- $tool: gpu_test_decode_wgmma_gpu" >>"$out/steps.log"
+  timeout 600 compute-sanitizer --tool "$tool" --print-limit 20 "$build/tests/gpu_test_decode_wgmma_gpu" \
+    >>"$out/steps.log" 2>&1
+  echo "exit $?" >>"$out/steps.log"
+done
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^exit|^-- " "$out/steps.log"
 
 echo "== GPU tests from an AOT bundle, NVRTC unavailable"
