@@ -69,7 +69,7 @@ struct DecodeSeesaw {
   using u32 = dev::u32;
   using Plan = typename T::SharedPlan;
   // Named barriers (256 threads: one warpgroup arrives, the other syncs), and one per warpgroup.
-  static constexpr int kP0Ready = 1, kP1Ready = 2, kWarpgroupBar = 3;
+  static constexpr int kP0Ready = 1, kP1Ready = 2, kP0Free = 3, kWarpgroupBar = 4;
 
   const DecodeParams& p;
   Plan& sm;
@@ -378,8 +378,8 @@ struct DecodeSeesaw {
     softmax(s, k0, key_limit, m_old, m_new, scale0, sum);
     u32 pb[16];
     pack_p(s, pb);
-    // sm.p0's last reader, warpgroup 1's P0 V0_R of the previous pair, has completed: warpgroup 1
-    // refilled K0's tiles 4-7 only after it, and qk_rest waited for those tiles.
+    // sm.p0's last reader is warpgroup 1's P0 V0_R of the previous pair.
+    if (b0 > 0) dev::named_barrier_sync(kP0Free, T::kThreads);
     store_p(sm.p0, pb);
     dev::fence_proxy_async_smem();
     publish(sm.scale0, scale0, m_new);
@@ -447,6 +447,7 @@ struct DecodeSeesaw {
     for (int i = 0; i < 2; ++i) l[i] = l[i] * scale0[i] * scale1[i] + sum[i];
 
     dev::wgmma_wait<0>();
+    if (next0) dev::named_barrier_arrive(kP0Free, T::kThreads);  // P0 V0_R done: sm.p0 free
     if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 4, 8);  // V0_R read
     if (has1) {
       rescale(o, scale1);
