@@ -161,7 +161,14 @@ TuningTable tune(const TuneOptions& o, std::FILE* progress) {
     if (spaces.count(cls)) continue;
     spaces[cls] = decode_mma_space(base);
     const SearchSpace wgmma = decode_wgmma_space(base);  // candidates too; checked before they may win
-    spaces[cls].valid.insert(spaces[cls].valid.end(), wgmma.valid.begin(), wgmma.valid.end());
+    for (const KernelConfig& c : wgmma.valid) {
+      // decode_seesaw is correct on the H100 but slower on every row timed, and racecheck still
+      // reports hazards in it (bench/NOTES.md): compiled and tested, not yet a tuning candidate.
+      if (c.family == Family::decode_seesaw)
+        spaces[cls].pruned.emplace_back(c, "decode_seesaw is not a tuning candidate yet (racecheck hazards open)");
+      else
+        spaces[cls].valid.push_back(c);
+    }
     spaces[cls].pruned.insert(spaces[cls].pruned.end(), wgmma.pruned.begin(), wgmma.pruned.end());
     for (const auto& c : spaces[cls].valid) to_compile.push_back(c);
   }
