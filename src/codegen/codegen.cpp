@@ -67,9 +67,9 @@ std::string render(const KernelConfig& c) {
 #include "flashmla/combine.cuh"
 #include "flashmla/metadata.cuh"
 {decode_part}
-extern "C" __global__ void __launch_bounds__({combine_threads})
+extern "C" __global__ void __launch_bounds__({combine_threads}, {combine_min_ctas})
 {combine}(const __grid_constant__ flashmla::CombineParams params) {{
-  flashmla::combine_kernel<{latent}, {elem}>(params);
+  flashmla::combine_kernel<{latent}, {elem}, {combine_threads}, {combine_max_splits}>(params);
 }}
 
 extern "C" __global__ void __launch_bounds__({metadata_threads})
@@ -80,7 +80,8 @@ extern "C" __global__ void __launch_bounds__({metadata_threads})
 )",
       fmt::arg("id", c.id()), fmt::arg("decode_part", decode_part(c, elem)), fmt::arg("latent", c.latent_dim),
       fmt::arg("elem", elem), fmt::arg("combine", kCombineSymbol), fmt::arg("metadata", kMetadataSymbol),
-      fmt::arg("combine_threads", kCombineThreads), fmt::arg("metadata_threads", kMetadataThreads));
+      fmt::arg("combine_threads", kCombineThreads), fmt::arg("combine_max_splits", kCombineMaxSplits),
+      fmt::arg("combine_min_ctas", kCombineMinCtasPerSm), fmt::arg("metadata_threads", kMetadataThreads));
 }
 
 }  // namespace flashmla::codegen

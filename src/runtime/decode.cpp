@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "codegen/codegen.hpp"
@@ -46,13 +48,39 @@ int q_tiles(const DecodeShape& s, const KernelConfig& c) {
 
 int num_parts_for(const DecodeShape& s, const KernelConfig& c) {
   const int sms = jit::current_device_info().sm_count;
-  return std::max(1, sms / (s.h_kv * q_tiles(s, c)));
+  return std::clamp(sms / (s.h_kv * q_tiles(s, c)), 1, codegen::kCombineMaxSplits);
 }
 
 void launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned threads, unsigned smem, CUstream stream,
             void* params) {
   void* args[] = {params};
   FLASHMLA_CU(jit::driver().cuLaunchKernel(fn, gx, gy, gz, threads, 1, 1, smem, stream, args, nullptr));
+}
+
+// Launches fn after the previous kernel in the stream with programmatic dependent launch: it
+// may start once every CTA of that kernel has triggered (decode_wgmma does after its tile
+// loop) and waits in griddepcontrol.wait for it to complete. sm_90 and newer;
+// FLASHMLA_NO_PDL=1 turns it off (an ordinary launch; the wait is then a no-op).
+bool programmatic_launch_enabled(const Arch& arch) {
+  static const bool disabled = [] {
+    const char* env = std::getenv("FLASHMLA_NO_PDL");
+    return env && *env && std::string_view(env) != "0";
+  }();
+  return arch.sm >= 90 && !disabled;
+}
+
+void launch_programmatic(CUfunction fn, unsigned gx, unsigned gy, unsigned threads, CUstream stream, void* params) {
+  CUlaunchAttribute attr{};
+  attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  attr.value.programmaticStreamSerializationAllowed = 1;
+  CUlaunchConfig cfg{};
+  cfg.gridDimX = gx, cfg.gridDimY = gy, cfg.gridDimZ = 1;
+  cfg.blockDimX = threads, cfg.blockDimY = 1, cfg.blockDimZ = 1;
+  cfg.hStream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  void* args[] = {params};
+  FLASHMLA_CU(jit::driver().cuLaunchKernelEx(&cfg, fn, args, nullptr));
 }
 
 // decode_seesaw's TMA view of k_cache: 4-D (d_qk, page row, kv head, block), innermost first,
@@ -222,9 +250,18 @@ void mla_decode(const DecodeShape& shape, const DecodeArgs& args_in, const MlaMe
   cp.lse_accum = p.lse_accum;
   cp.split_offsets = md.split_offsets;
   cp.b = shape.b, cp.s_q = shape.s_q, cp.h_q = shape.h_q;
-  const int warps = codegen::kCombineThreads / 32;
-  launch(module.combine, (shape.s_q * shape.h_q + warps - 1) / warps, shape.b, 1, codegen::kCombineThreads, 0, stream,
-         &cp);
+  // A combine CTA works on one row at a time; ~4 CTAs per SM in all keep enough loads in
+  // flight at small batches, and at large ones (where most batches have one split and their
+  // CTAs exit at once) few CTAs per batch are launched.
+  const int sms = jit::current_device_info().sm_count;
+  const int row_blocks = std::clamp(4 * sms / shape.b, 1, shape.s_q * shape.h_q);
+  // Launched early, combine CTAs pile onto the SMs whose decode CTAs finish first (up to 4 per
+  // SM); a combine of fewer than ~2 CTAs per SM then runs on a fraction of the SMs. Measured on
+  // the H100 (bench/NOTES.md): PDL gains 1-3 us at b 4 to 128, loses 1.8 us at b 1 (128 CTAs).
+  if (programmatic_launch_enabled(c.arch) && row_blocks * shape.b >= 2 * sms)
+    launch_programmatic(module.combine, row_blocks, shape.b, codegen::kCombineThreads, stream, &cp);
+  else
+    launch(module.combine, row_blocks, shape.b, 1, codegen::kCombineThreads, 0, stream, &cp);
 }
 
 }  // namespace flashmla

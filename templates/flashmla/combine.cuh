@@ -2,57 +2,87 @@
 //   lse = log(sum_i exp(lse_i)),  out = sum_i exp(lse_i - lse) * o_i
 // Batches with exactly one split were written by the decode kernel and are skipped;
 // an empty sequence (0 splits) or a row no key reached gives out = 0, lse = +inf.
-// One warp per row; lane l owns columns [l * kPerLane, (l + 1) * kPerLane).
+//
+// The combine reads n x latent_dim fp32 per row (n up to num_parts, 66 at b 1 on an H100):
+// it is bound by how many loads are in flight, not by arithmetic. So a CTA works on one row
+// at a time with all its threads: thread t owns the 4 columns [4 c, 4 c + 4), c = t %
+// kThreadsPerRow, and sums the splits i = g, g + kGroups, ... (g = t / kThreadsPerRow),
+// kUnroll of them loaded before any is used; the kGroups partial sums meet in shared memory.
+// Grid (row blocks, batch); a CTA strides over the rows of its batch.
 #pragma once
 #include "flashmla/params.cuh"
 #include "flashmla/ptx.cuh"
 
 namespace flashmla {
 
-constexpr int kCombineWarps = 4;
-
-template <int kLatent, dev::Elem kElem>
+// kThreads and kMaxSplits come from the host (codegen.hpp: kCombineThreads, kCombineMaxSplits);
+// a batch has at most one split per partition, and decode.cpp keeps num_parts <= kMaxSplits.
+template <int kLatent, dev::Elem kElem, int kThreads, int kMaxSplits>
 __device__ __forceinline__ void combine_kernel(const CombineParams& p) {
-  constexpr int kPerLane = kLatent / 32;
-  static_assert(kPerLane % 4 == 0, "latent_dim is a multiple of 128");
+  constexpr int kThreadsPerRow = kLatent / 4;
+  constexpr int kGroups = kThreads / kThreadsPerRow;
+  constexpr int kUnroll = 8;
+  static_assert(kLatent % 4 == 0 && kThreads % kThreadsPerRow == 0, "whole float4 columns per row");
+  __shared__ float lse_split[kMaxSplits];
+  __shared__ float lse_row;
+  __shared__ float4 partial[kGroups - 1][kThreadsPerRow];
+
   const int bi = blockIdx.y;
   const int n = p.split_offsets[bi + 1] - p.split_offsets[bi];
-  if (n == 1) return;
-  const int lane = threadIdx.x % 32;
-  const int row = blockIdx.x * kCombineWarps + threadIdx.x / 32;  // row = s * h_q + h
-  if (row >= p.s_q * p.h_q) return;
-  const int s = row / p.h_q, h = row % p.h_q;
+  if (n == 1) return;  // split_offsets come from the metadata kernel, complete before the decode
+  dev::grid_dependency_wait();  // the decode's partials are complete and visible
+  const int t = threadIdx.x, g = t / kThreadsPerRow, c = t % kThreadsPerRow;
   const long long rows = static_cast<long long>(p.s_q) * p.h_q;
-  const long long first = p.split_offsets[bi] * rows + row;
 
-  float m = dev::neg_inf();
-  for (int i = lane; i < n; i += 32) m = fmaxf(m, p.lse_accum[first + i * rows]);
-  m = dev::warp_max_xor<16>(m);
-
-  float acc[kPerLane];
-#pragma unroll
-  for (int j = 0; j < kPerLane; ++j) acc[j] = 0.f;
-  float lse = dev::pos_inf();
-  if (m != dev::neg_inf()) {
-    float sum = 0.f;
-    for (int i = lane; i < n; i += 32) sum += __expf(p.lse_accum[first + i * rows] - m);
-    sum = dev::warp_sum_xor<16>(sum);
-    lse = m + __logf(sum);
-    for (int i = 0; i < n; ++i) {
-      const float w = __expf(p.lse_accum[first + i * rows] - lse);
-      const float4* src = reinterpret_cast<const float4*>(p.o_accum + (first + i * rows) * kLatent + lane * kPerLane);
-#pragma unroll
-      for (int j = 0; j < kPerLane / 4; ++j) {
-        const float4 v = src[j];
-        acc[4 * j] += w * v.x, acc[4 * j + 1] += w * v.y, acc[4 * j + 2] += w * v.z, acc[4 * j + 3] += w * v.w;
-      }
+  for (int row = blockIdx.x; row < rows; row += gridDim.x) {  // row = s * h_q + h
+    const long long first = p.split_offsets[bi] * rows + row;
+    for (int i = t; i < n; i += kThreads) lse_split[i] = p.lse_accum[first + i * rows];
+    __syncthreads();
+    if (t < 32) {
+      float m = dev::neg_inf();
+      for (int i = t; i < n; i += 32) m = fmaxf(m, lse_split[i]);
+      m = dev::warp_max_xor<16>(m);
+      float sum = 0.f;
+      if (m != dev::neg_inf())
+        for (int i = t; i < n; i += 32) sum += __expf(lse_split[i] - m);
+      sum = dev::warp_sum_xor<16>(sum);
+      if (t == 0) lse_row = m == dev::neg_inf() ? dev::pos_inf() : m + __logf(sum);
     }
-  }
-  dev::u32* out = reinterpret_cast<dev::u32*>(static_cast<dev::u16*>(p.out) + bi * p.o_stride_b +
-                                              s * p.o_stride_s + h * p.o_stride_h + lane * kPerLane);
+    __syncthreads();
+    const float lse = lse_row;
+
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (lse != dev::pos_inf()) {
+      const float4* src = reinterpret_cast<const float4*>(p.o_accum + first * kLatent) + c;
+      const long long split_stride = rows * (kLatent / 4);  // float4s from split i to i + 1
+      auto add = [&](float w, float4 v) { acc.x += w * v.x, acc.y += w * v.y, acc.z += w * v.z, acc.w += w * v.w; };
+      int i = g;
+      for (; i + (kUnroll - 1) * kGroups < n; i += kUnroll * kGroups) {  // kUnroll loads in flight
+        float4 v[kUnroll];
 #pragma unroll
-  for (int j = 0; j < kPerLane / 2; ++j) out[j] = dev::pack2<kElem>(acc[2 * j], acc[2 * j + 1]);
-  if (lane == 0) p.lse[(static_cast<long long>(bi) * p.h_q + h) * p.s_q + s] = lse;
+        for (int u = 0; u < kUnroll; ++u) v[u] = __ldg(src + (i + u * kGroups) * split_stride);
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) add(__expf(lse_split[i + u * kGroups] - lse), v[u]);
+      }
+      for (; i < n; i += kGroups) add(__expf(lse_split[i] - lse), __ldg(src + i * split_stride));
+    }
+    if (g > 0) partial[g - 1][c] = acc;
+    __syncthreads();
+    if (g == 0) {
+#pragma unroll
+      for (int k = 0; k < kGroups - 1; ++k) {
+        const float4 o = partial[k][c];
+        acc.x += o.x, acc.y += o.y, acc.z += o.z, acc.w += o.w;
+      }
+      const int s = static_cast<int>(row / p.h_q), h = static_cast<int>(row % p.h_q);
+      dev::u32* out = reinterpret_cast<dev::u32*>(static_cast<dev::u16*>(p.out) + bi * p.o_stride_b +
+                                                  s * p.o_stride_s + h * p.o_stride_h + 4 * c);
+      out[0] = dev::pack2<kElem>(acc.x, acc.y);
+      out[1] = dev::pack2<kElem>(acc.z, acc.w);
+      if (t == 0) p.lse[(static_cast<long long>(bi) * p.h_q + h) * p.s_q + s] = lse;
+    }
+    __syncthreads();  // lse_split, lse_row and partial are reused by the next row
+  }
 }
 
 }  // namespace flashmla

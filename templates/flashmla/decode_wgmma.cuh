@@ -255,6 +255,7 @@ struct DecodeWgmma {
       dev::wgmma_wait<0>();
     }
     dev::cp_async_wait<0>();  // a segment with no tiles still has Q in flight
+    dev::grid_launch_dependents();  // the combine may launch while this CTA stores its output
 
     if (wg == 0) {
 #pragma unroll

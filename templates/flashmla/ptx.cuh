@@ -17,6 +17,21 @@ enum class Elem : int { bf16 = 0, fp16 = 1 };
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
 __device__ __forceinline__ float pos_inf() { return __int_as_float(0x7f800000u); }
 
+// Programmatic dependent launch (PTX "griddepcontrol", sm_90+; no-ops before): the decode
+// lets the combine launch early, and the combine waits for the decode to complete and its
+// writes to be visible before reading them. Either is a no-op when the launch set no
+// programmatic dependency, so correctness never depends on where the trigger stands.
+__device__ __forceinline__ void grid_launch_dependents() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_dependency_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ u32 smem_u32(const void* ptr) {
   u32 addr;
   asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }\n"

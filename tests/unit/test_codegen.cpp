@@ -112,7 +112,8 @@ TEST_CASE("render carries the id, the three entry points and the shared-memory s
     CHECK_THAT(text, Contains("/*latent_dim*/ " + std::to_string(c.latent_dim) + ","));
     CHECK_THAT(text, Contains("/*page_size*/ " + std::to_string(c.page_size) + ","));
     CHECK_THAT(text, Contains(c.dtype == DType::bf16 ? "Elem::bf16" : "Elem::fp16"));
-    CHECK_THAT(text, Contains("__launch_bounds__(" + std::to_string(codegen::kCombineThreads) + ")"));
+    CHECK_THAT(text, Contains("__launch_bounds__(" + std::to_string(codegen::kCombineThreads) + ", " +
+                                   std::to_string(codegen::kCombineMinCtasPerSm) + ")"));
     CHECK_THAT(text, Contains("__launch_bounds__(" + std::to_string(codegen::kMetadataThreads) + ")"));
   }
 }
