@@ -23,6 +23,7 @@
 #include "flashmla/partition.cuh"
 #include "flashmla/ptx.cuh"
 #include "flashmla/sw128_rows.cuh"
+#include "flashmla/tma.cuh"
 #include "flashmla/wgmma.cuh"
 #include "flashmla/wgmma_store.cuh"
 
@@ -31,6 +32,12 @@
 // bit 1 the softmax (P = S, no mask, max or exp), bit 2 the P V wgmma, bit 3 the K/V loads.
 #ifndef FLASHMLA_PROFILE_SKIP
 #define FLASHMLA_PROFILE_SKIP 0
+#endif
+// Profiling only: FLASHMLA_TIMELINE=1 makes thread 0 of q tile 0 of the first, middle and last
+// partition printf, per segment, its SM clock at phases of the segment (counted from kernel
+// entry) and the global timer at entry and exit, so that CTA start skew and fixed costs show.
+#ifndef FLASHMLA_TIMELINE
+#define FLASHMLA_TIMELINE 0
 #endif
 
 namespace flashmla {
@@ -109,8 +116,19 @@ struct DecodeWgmma {
     }
   }
 
+#if FLASHMLA_TIMELINE
+  long long clock0 = 0;
+  unsigned long long gtime0 = 0;
+  __device__ bool timeline_cta() const {
+    return tid == 0 && blockIdx.x == 0 && (blockIdx.y == 0 || blockIdx.y == gridDim.y / 2 || blockIdx.y == gridDim.y - 1);
+  }
+#endif
+
   __device__ void run_segment(int bi, int seqlen, int tile_lo, int tile_hi, int split_idx, int n_splits) {
     constexpr int S = T::kStages;
+#if FLASHMLA_TIMELINE
+    long long tl[4] = {clock64(), 0, 0, 0};  // segment start, tile 0 resident, loop end, stored
+#endif
     const int k_begin = tile_lo * T::kBlockK;
     const int k_end = min(tile_hi * T::kBlockK, seqlen);
     const int n_tiles = tile_hi - tile_lo;
@@ -159,6 +177,9 @@ struct DecodeWgmma {
       dev::cp_async_wait<0>();
       dev::fence_proxy_async_smem();
       __syncthreads();
+#if FLASHMLA_TIMELINE
+      if (t == 0) tl[1] = clock64();
+#endif
       if (S > 1 && wg == 1 && t + 1 < n_tiles) {
         load_kv(k_begin + (t + 1) * T::kBlockK, (t + 1) % S, pages);
         dev::cp_async_commit();
@@ -256,6 +277,9 @@ struct DecodeWgmma {
     }
     dev::cp_async_wait<0>();  // a segment with no tiles still has Q in flight
     dev::grid_launch_dependents();  // the combine may launch while this CTA stores its output
+#if FLASHMLA_TIMELINE
+    tl[2] = clock64();
+#endif
 
     if (wg == 0) {
 #pragma unroll
@@ -265,8 +289,17 @@ struct DecodeWgmma {
       }
     }
     __syncthreads();
-    wgmma_store<T::kElem, T::kLatent>(p, {sm.row_sum[r_lo], sm.row_sum[r_hi]}, {sm.row_m[r_lo], sm.row_m[r_hi]}, row0, rows_total, hpk, kv_head, wg, lane, bi, split_idx,
-                                      n_splits, o, r_lo, r_hi);
+    // Q and the K/V stages (contiguous in the plan) are no longer read: they stage the output.
+    static_assert(T::kRowsBytes * (1 + T::kStages) >= kStagedBytes<T::kLatent>, "the stage fits in Q + K/V");
+    wgmma_store_staged<T::kElem, T::kLatent>(p, sm.q, {sm.row_sum[r_lo], sm.row_sum[r_hi]},
+                                             {sm.row_m[r_lo], sm.row_m[r_hi]}, row0, rows_total, hpk, kv_head, wg, tid,
+                                             bi, split_idx, n_splits, o, r_lo, r_hi);
+#if FLASHMLA_TIMELINE
+    tl[3] = clock64();
+    if (timeline_cta())
+      printf("timeline part %d batch %d tiles %d: clocks start %lld tile0 %lld loop %lld stored %lld\n", blockIdx.y, bi,
+             n_tiles, tl[0] - clock0, tl[1] - clock0, tl[2] - clock0, tl[3] - clock0);
+#endif
   }
 };
 
@@ -274,7 +307,19 @@ template <class T>
 __device__ __forceinline__ void decode_wgmma_kernel(const DecodeParams& p) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   DecodeWgmma<T> cta(p, *reinterpret_cast<typename T::SharedPlan*>(smem_raw));
+#if FLASHMLA_TIMELINE
+  cta.clock0 = clock64();
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(cta.gtime0));
+#endif
   for_each_segment<T::kBlockK>(p, cta);
+  if (threadIdx.x < 64) dev::bulk_wait();  // the epilogue's bulk copies have written the output
+#if FLASHMLA_TIMELINE
+  unsigned long long gtime1;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gtime1));
+  if (cta.timeline_cta())
+    printf("timeline part %d: globaltimer entry %llu exit %llu (ns), clocks %lld\n", blockIdx.y, cta.gtime0, gtime1,
+           clock64() - cta.clock0);
+#endif
 }
 
 }  // namespace flashmla

@@ -1,6 +1,6 @@
 // Hopper (sm_90a) bulk tensor copies (TMA) and the mbarriers they complete on, as inline PTX.
 // PTX ISA 8.x: "cp.async.bulk.tensor", "mbarrier" (init, arrive.expect_tx, try_wait.parity),
-// "fence.mbarrier_init", "bar.arrive".
+// "fence.mbarrier_init", "bar.arrive", "cp.async.bulk" (shared -> global, decode_wgmma's epilogue).
 //
 // Protocol used by decode_seesaw: a barrier is initialised with one expected arrival; the thread
 // that issues a tile's copies arrives on it announcing the bytes (expect_tx), and the copies
@@ -56,6 +56,18 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
 __device__ __forceinline__ void st_shared_zero16(u32 addr) {
   asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(addr), "r"(0) : "memory");
 }
+
+// Bulk copy (no tensor map) of `bytes` (a multiple of 16) from shared to global memory, both
+// 16-byte aligned, tracked in this thread's bulk async-group (PTX "cp.async.bulk").
+__device__ __forceinline__ void bulk_store(void* dst, u32 src, u32 bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(src), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// This thread's bulk copies have read their shared-memory source (it may be overwritten).
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// This thread's bulk copies are complete (their writes done).
+__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 }  // namespace dev
 }  // namespace flashmla

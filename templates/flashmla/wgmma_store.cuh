@@ -6,6 +6,7 @@
 #pragma once
 #include "flashmla/params.cuh"
 #include "flashmla/ptx.cuh"
+#include "flashmla/tma.cuh"
 
 namespace flashmla {
 
@@ -49,6 +50,79 @@ __device__ __forceinline__ void wgmma_store(const DecodeParams& p, const float (
       }
       if (wg == 0 && c == 0) p.lse_accum[acc_row] = lse;
     }
+  }
+}
+
+// The same output, staged through shared memory and written by bulk copies, one per row (a
+// thread per row; 1 KB of 16-bit output or 2 KB of fp32 partial each), instead of each thread
+// storing its scattered 8- or 16-byte pieces: at b 1-8 the scattered stores of a split's fp32
+// partial took a large share of a segment (bench/NOTES.md). Requires the whole of stage
+// (kStagedBytes) free: the caller's tiles are no longer read. Rows sit kLatent x 4 + 32 (fp32)
+// or kLatent x 2 + 16 (16-bit) bytes apart, so a warp's stores (8 rows x one quad's bytes) hit
+// distinct banks. Every thread of the CTA calls it (it contains a __syncthreads); threads 0-63
+// return once their copy has read the stage, so it may be overwritten after a later barrier.
+// A row whose output address is not 16-byte aligned is copied 4 bytes at a time.
+template <int kLatent>
+inline constexpr int kStagedBytes = 64 * (kLatent * 4 + 32);
+
+template <dev::Elem kElem, int kLatent>
+__device__ __forceinline__ void wgmma_store_staged(const DecodeParams& p, unsigned char* stage, const float (&row_sum)[2],
+                                                   const float (&row_m)[2], int row0, int rows_total, int hpk,
+                                                   int kv_head, int wg, int tid, int bi, int split_idx, int n_splits,
+                                                   const float (&o)[128], int r_lo, int r_hi) {
+  using u16 = dev::u16;
+  using u32 = dev::u32;
+  constexpr float kLn2 = 0.6931471805599453f;
+  const int c = tid % 4;
+  const bool direct = n_splits == 1;
+  const int stride = direct ? kLatent * 2 + 16 : kLatent * 4 + 32;
+  const int acc_idx = p.split_offsets[bi] + split_idx;
+  auto out_row = [&](int row) -> void* {  // where row (of rows_total) goes
+    const int s = row / hpk, h = kv_head * hpk + row % hpk;
+    if (direct) return static_cast<u16*>(p.out) + bi * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h;
+    return p.o_accum + ((static_cast<long long>(acc_idx) * p.s_q + s) * p.h_q + h) * kLatent;
+  };
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = half ? r_hi : r_lo;
+    const int row = row0 + r;
+    if (row >= rows_total) continue;
+    const float l = row_sum[half];
+    const bool empty = l == 0.f;
+    const float inv_l = empty ? 0.f : 1.f / l;
+    const float lse = empty ? (direct ? dev::pos_inf() : dev::neg_inf()) : (row_m[half] + dev::log2_approx(l)) * kLn2;
+    const int s = row / hpk, h = kv_head * hpk + row % hpk;
+    const int col0 = 256 * wg + 2 * c;
+    unsigned char* dst = stage + r * stride;
+    if (direct) {
+#pragma unroll
+      for (int j = 0; j < 32; ++j)
+        *reinterpret_cast<u32*>(dst + 2 * (col0 + 8 * j)) =
+            dev::pack2<kElem>(o[4 * j + 2 * half] * inv_l, o[4 * j + 2 * half + 1] * inv_l);
+      if (wg == 0 && c == 0) p.lse[(static_cast<long long>(bi) * p.h_q + h) * p.s_q + s] = lse;
+    } else {
+#pragma unroll
+      for (int j = 0; j < 32; ++j)
+        *reinterpret_cast<float2*>(dst + 4 * (col0 + 8 * j)) =
+            make_float2(o[4 * j + 2 * half] * inv_l, o[4 * j + 2 * half + 1] * inv_l);
+      if (wg == 0 && c == 0) p.lse_accum[(static_cast<long long>(acc_idx) * p.s_q + s) * p.h_q + h] = lse;
+    }
+  }
+  dev::fence_proxy_async_smem();  // the bulk copies read the stage through the async proxy
+  __syncthreads();
+  if (tid < 64) {
+    if (row0 + tid < rows_total) {
+      void* dst = out_row(row0 + tid);
+      const unsigned char* src = stage + tid * stride;
+      const int bytes = direct ? kLatent * 2 : kLatent * 4;
+      if (reinterpret_cast<unsigned long long>(dst) % 16 == 0) {
+        dev::bulk_store(dst, dev::smem_u32(src), bytes);
+      } else {
+        for (int k = 0; k < bytes / 4; ++k) static_cast<u32*>(dst)[k] = reinterpret_cast<const u32*>(src)[k];
+      }
+    }
+    dev::bulk_commit();
+    dev::bulk_wait_read();
   }
 }
 
