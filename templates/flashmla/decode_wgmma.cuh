@@ -29,7 +29,8 @@
 
 // Profiling only (wrong results on purpose): FLASHMLA_PROFILE_SKIP, set through
 // FLASHMLA_NVRTC_DEFINES, drops parts of the tile loop to time the rest: bit 0 the S wgmma,
-// bit 1 the softmax (P = S, no mask, max or exp), bit 2 the P V wgmma, bit 3 the K/V loads.
+// bit 1 the softmax (P = S, no mask, max or exp), bit 2 the P V wgmma, bit 3 the K/V loads,
+// bit 5 the K/V loads of odd q tiles only (half the L2 -> SM traffic at h_q 128).
 #ifndef FLASHMLA_PROFILE_SKIP
 #define FLASHMLA_PROFILE_SKIP 0
 #endif
@@ -106,6 +107,7 @@ struct DecodeWgmma {
 
   __device__ void load_kv(int k0, int stage, const int (&page)[kPasses]) {
     if (FLASHMLA_PROFILE_SKIP & 8) return;
+    if ((FLASHMLA_PROFILE_SKIP & 32) && blockIdx.x % 2 == 1) return;
     const int lt = tid - 128;
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
