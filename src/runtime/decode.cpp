@@ -83,7 +83,7 @@ void launch_programmatic(CUfunction fn, unsigned gx, unsigned gy, unsigned threa
   FLASHMLA_CU(jit::driver().cuLaunchKernelEx(&cfg, fn, args, nullptr));
 }
 
-// decode_seesaw's TMA view of k_cache: 4-D (d_qk, page row, kv head, block), innermost first,
+// The TMA view of k_cache (decode_wgmma, decode_seesaw): 4-D (d_qk, page row, kv head, block), innermost first,
 // strides in bytes; a box is 64 columns (128 bytes, the swizzle span) x min(page_size, 64) rows.
 // validate_args has checked that every stride is a multiple of 8 elements (TMA needs 16 bytes).
 void encode_k_tmap(const DecodeShape& s, const DecodeArgs& a, unsigned char (&out)[128]) {
@@ -236,7 +236,7 @@ void mla_decode(const DecodeShape& shape, const DecodeArgs& args_in, const MlaMe
   p.causal = a.causal ? 1 : 0;
   const float scale = a.softmax_scale > 0.f ? a.softmax_scale : 1.f / std::sqrt(float(shape.d_qk()));
   p.scale_log2 = scale * 1.4426950408889634f;
-  if (c.family == Family::decode_seesaw) encode_k_tmap(shape, a, p.k_tmap);
+  if (c.family == Family::decode_seesaw || c.family == Family::decode_wgmma) encode_k_tmap(shape, a, p.k_tmap);
   // Grid (q tile, partition, kv head): the q tiles of one partition read the same K/V tiles and
   // are launched next to each other, so they run at the same time on nearby SMs and share L2.
   launch(module.decode, q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),

@@ -8,16 +8,16 @@
 //                 row max and sum need only quad shuffles.
 //   softmax       warpgroup 0: P = exp2(S - m) -> shared memory (swizzled, the A operand of
 //                 P V), per-row rescale factors -> shared memory.
-//   loads         warpgroup 1 issues the K/V tile loads (cp.async), so warpgroup 0 spends no
-//                 issue slots on them.
+//   loads         one thread of warpgroup 1 issues each K/V tile as TMA boxes (tensor map
+//                 p.k_tmap) completing on the stage's mbarrier; Q comes by cp.async.
 //   O += P V      both: warpgroup h owns output columns [256h, 256h + 256) in 128 fp32
 //                 registers; 4 x wgmma m64n256k16 with V read from the K tile (MN-major B).
-// Per tile (2 stages): one CTA barrier (tile t resident, the other stage free: warpgroup 1
-// starts loading tile t + 1 into it), then warpgroup 0 computes S and P, and both meet at a
-// named barrier before their halves of P V.
+// Per tile (2 stages): every thread waits for tile t's mbarrier, then one CTA barrier (the
+// other stage is free: tile t + 1 is issued into it), then warpgroup 0 computes S and P, and
+// both meet at a named barrier before their halves of P V.
 // Shared memory holds Q and num_stages K/V tiles of 64 keys as 9 swizzled tiles of
-// [64 rows x 64 elements] (wgmma.cuh), loaded by cp.async (16-byte chunks placed at the
-// swizzled offset), and the P tile.
+// [64 rows x 64 elements] (wgmma.cuh; Q's 16-byte chunks placed at the swizzled offset by
+// cp.async, K/V's by TMA's 128B swizzle), the P tile, and the stages' mbarriers.
 #pragma once
 #include "flashmla/params.cuh"
 #include "flashmla/partition.cuh"
@@ -56,6 +56,9 @@ struct DecodeWgmmaTraits {
   static constexpr unsigned kVLeadingBytes = kTileBytes, kVStrideBytes = 1024;
   static_assert(kStages >= 1 && kStages <= 2, "1 or 2 stages fit in 227 KB");
   static_assert((kPageSize & (kPageSize - 1)) == 0, "page_size is a power of two");
+  // TMA boxes: 64 columns x kBoxRows rows (one page, or 64 rows of a longer one); a 64-key tile
+  // of one column tile is kBoxes boxes.
+  static constexpr int kBoxRows = kPageSize < 64 ? kPageSize : 64, kBoxes = 64 / kBoxRows;
 
   struct SharedPlan {
     alignas(1024) unsigned char q[kRowsBytes];
@@ -64,6 +67,7 @@ struct DecodeWgmmaTraits {
     float row_scale[kBlockQ];
     float row_sum[kBlockQ];
     float row_m[kBlockQ];
+    unsigned long long full[kStages];  // mbarrier per stage: its K/V tile has landed
   };
 };
 
@@ -90,31 +94,55 @@ struct DecodeWgmma {
         hpk(params.h_q / params.h_kv),
         rows_total(params.s_q * (params.h_q / params.h_kv)) {}
 
-  // K/V loads are issued by warpgroup 1 only (128 threads, 8 per row, kPasses rows each).
-  static constexpr int kLoaders = 128, kPasses = T::kBlockK / (kLoaders / 8);
+  // K/V tiles come by TMA (p.k_tmap: boxes of 64 columns x kBoxRows rows with the 128B swizzle
+  // that the wgmma descriptors read), issued by one thread of warpgroup 1 and completing on the
+  // stage's mbarrier. (cp.async, 4608 16-byte copies per tile, kept one tile in flight per SM
+  // from landing in time: bench/NOTES.md.)
+  static constexpr int kLoader = 128;
+  u32 phase = 0;  // bit s: the parity stage s's barrier completes next (every thread waits every load)
 
-  // The cache block of each of this thread's rows of the tile at k0 (-1 past k_end). Fetched a
-  // tile ahead of load_kv, so the table's global-memory latency stays off the load's path.
-  __device__ void fetch_pages(int bi, int k0, int k_end, int (&page)[kPasses]) const {
-    const int lt = tid - 128;
+  // Thread kLoader: the cache blocks of the boxes of the tile at k0 (-1: past k_end, not loaded),
+  // fetched a tile ahead of load_kv, so the table's latency stays off the load's path.
+  __device__ void fetch_pages(int bi, int k0, int k_end, int (&pg)[T::kBoxes]) const {
     const int* table = p.block_table + bi * p.block_table_stride;
 #pragma unroll
-    for (int i = 0; i < kPasses; ++i) {
-      const int pos = k0 + lt / 8 + i * (kLoaders / 8);
-      page[i] = pos < k_end ? table[pos / T::kPageSize] : -1;
+    for (int i = 0; i < T::kBoxes; ++i) {
+      const int pos = k0 + i * T::kBoxRows;
+      pg[i] = pos < k_end ? table[pos / T::kPageSize] : -1;
     }
   }
 
-  __device__ void load_kv(int k0, int stage, const int (&page)[kPasses]) {
-    if (FLASHMLA_PROFILE_SKIP & 8) return;
-    if ((FLASHMLA_PROFILE_SKIP & 32) && blockIdx.x % 2 == 1) return;
-    const int lt = tid - 128;
+  // Thread kLoader: the tile at k0 into stage `stage`; the barrier expects the bytes of the boxes
+  // loaded (profiling variants load none and expect none).
+  __device__ void load_kv(int k0, int stage, const int (&pg)[T::kBoxes]) const {
+    const u32 bar = dev::smem_u32(&sm.full[stage]);
+    const bool skip = (FLASHMLA_PROFILE_SKIP & 8) || ((FLASHMLA_PROFILE_SKIP & 32) && blockIdx.x % 2 == 1);
+    int boxes = 0;
 #pragma unroll
-    for (int i = 0; i < kPasses; ++i) {
-      const int r = lt / 8 + i * (kLoaders / 8);
-      const u16* src = static_cast<const u16*>(p.k_cache) + static_cast<long long>(max(page[i], 0)) * p.k_stride_block +
-                       ((k0 + r) % T::kPageSize) * p.k_stride_row + kv_head * p.k_stride_head;
-      copy_row_sw128<T::kTiles>(sm.kv[stage], r, src, page[i] >= 0, tid % 8);
+    for (int i = 0; i < T::kBoxes; ++i) boxes += pg[i] >= 0 && !skip;
+    dev::mbarrier_arrive_expect_tx(bar, boxes * T::kBoxRows * 128 * T::kTiles);
+    if (skip) return;
+#pragma unroll
+    for (int tile = 0; tile < T::kTiles; ++tile)
+#pragma unroll
+      for (int i = 0; i < T::kBoxes; ++i)
+        if (pg[i] >= 0)
+          dev::tma_load_4d(dev::smem_u32(sm.kv[stage] + tile * T::kTileBytes + i * T::kBoxRows * 128), p.k_tmap,
+                           tile * 64, (k0 + i * T::kBoxRows) % T::kPageSize, kv_head, pg[i], bar);
+  }
+
+  __device__ void wait_kv(int stage) {
+    dev::mbarrier_wait(dev::smem_u32(&sm.full[stage]), (phase >> stage) & 1u);
+    phase ^= 1u << stage;
+  }
+
+  // Rows [valid, 64) of the stage's V column tiles hold data past the sequence end (the rest of a
+  // loaded page) or an older tile (a page not loaded): zeroed, so that P V, whose P is 0 there,
+  // reads finite values. All threads, after wait_kv; the caller fences and syncs.
+  __device__ void zero_tail_rows(int stage, int valid) {
+    for (int e = tid; e < 8 * 64 * 8; e += T::kThreads) {
+      const int tile = e / 512, r = (e / 8) % 64, chunk = e % 8;
+      if (r >= valid) dev::st_shared_zero16(dev::smem_u32(sm.kv[stage] + tile * T::kTileBytes + r * 128 + chunk * 16));
     }
   }
 
@@ -147,15 +175,15 @@ struct DecodeWgmma {
 
     __syncthreads();  // the previous segment no longer reads shared memory
     load_q_sw128<T::kThreads, T::kTiles>(p, sm.q, bi, row0, rows_total, hpk, kv_head, tid);
-    int pages[kPasses];  // warpgroup 1: the blocks of the next tile to load
-    if (wg == 1) {
+    dev::cp_async_commit();
+    int pages[T::kBoxes];  // thread kLoader: the blocks of the next tile to load
+    if (tid == kLoader) {
       fetch_pages(bi, k_begin, k_end, pages);
       if (S > 1 && n_tiles > 0) {
         load_kv(k_begin, 0, pages);
         fetch_pages(bi, k_begin + T::kBlockK, k_end, pages);
       }
     }
-    dev::cp_async_commit();
 
     float o[128];
 #pragma unroll
@@ -167,28 +195,28 @@ struct DecodeWgmma {
     for (int t = 0; t < n_tiles; ++t) {
       if constexpr (S == 1) {
         __syncthreads();  // the single stage is free
-        if (wg == 1) {
+        if (tid == kLoader) {
           load_kv(k_begin + t * T::kBlockK, 0, pages);
           fetch_pages(bi, k_begin + (t + 1) * T::kBlockK, k_end, pages);
         }
-        dev::cp_async_commit();
       }
-      // Tile t (and Q) resident. cp.async wrote through the generic proxy; wgmma reads through
-      // the async proxy. After the barrier both warpgroups are done with tile t - 1, so its
-      // stage takes tile t + 1.
-      dev::cp_async_wait<0>();
-      dev::fence_proxy_async_smem();
+      // Tile t (and Q) resident. Q's cp.async and the tail zeroes are generic-proxy writes that
+      // wgmma reads through the async proxy: fenced. After the barrier both warpgroups are done
+      // with tile t - 1, so its stage takes tile t + 1.
+      const int k0 = k_begin + t * T::kBlockK;
+      if (t == 0) dev::cp_async_wait<0>();
+      wait_kv(t % S);
+      if (k_end - k0 < T::kBlockK) zero_tail_rows(t % S, k_end - k0);
+      if (t == 0 || k_end - k0 < T::kBlockK) dev::fence_proxy_async_smem();
       __syncthreads();
 #if FLASHMLA_TIMELINE
       if (t == 0) tl[1] = clock64();
 #endif
-      if (S > 1 && wg == 1 && t + 1 < n_tiles) {
+      if (S > 1 && tid == kLoader && t + 1 < n_tiles) {
         load_kv(k_begin + (t + 1) * T::kBlockK, (t + 1) % S, pages);
-        dev::cp_async_commit();
         fetch_pages(bi, k_begin + (t + 2) * T::kBlockK, k_end, pages);  // used next iteration
       }
       const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
-      const int k0 = k_begin + t * T::kBlockK;
 
       // This thread's rows' O rescale factors: warpgroup 0 computes them (each lane of a quad the
       // same value) and keeps them in registers; warpgroup 1 reads them from shared memory after
@@ -309,6 +337,12 @@ template <class T>
 __device__ __forceinline__ void decode_wgmma_kernel(const DecodeParams& p) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   DecodeWgmma<T> cta(p, *reinterpret_cast<typename T::SharedPlan*>(smem_raw));
+  if (threadIdx.x == DecodeWgmma<T>::kLoader) {
+    dev::prefetch_tensormap(p.k_tmap);
+    for (int s = 0; s < T::kStages; ++s) dev::mbarrier_init(dev::smem_u32(&cta.sm.full[s]), 1);
+    dev::fence_mbarrier_init();
+  }
+  __syncthreads();
 #if FLASHMLA_TIMELINE
   cta.clock0 = clock64();
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(cta.gtime0));
