@@ -12,12 +12,13 @@
 //                 p.k_tmap) completing on the stage's mbarrier; Q comes by cp.async.
 //   O += P V      both: warpgroup h owns output columns [256h, 256h + 256) in 128 fp32
 //                 registers; 4 x wgmma m64n256k16 with V read from the K tile (MN-major B).
-// Per tile (2 stages): every thread waits for tile t's mbarrier, then one CTA barrier (the
-// other stage is free: tile t + 1 is issued into it), then warpgroup 0 computes S and P, and
-// both meet at a named barrier before their halves of P V.
+// Per tile (2 stages): one CTA barrier (the other stage is free: tile t + 1 is issued into it),
+// then warpgroup 0 computes S, waiting for each 64-column tile's mbarrier just before its
+// wgmmas (S starts as soon as the first column tile lands), and P, and both meet at a named
+// barrier before their halves of P V.
 // Shared memory holds Q and num_stages K/V tiles of 64 keys as 9 swizzled tiles of
 // [64 rows x 64 elements] (wgmma.cuh; Q's 16-byte chunks placed at the swizzled offset by
-// cp.async, K/V's by TMA's 128B swizzle), the P tile, and the stages' mbarriers.
+// cp.async, K/V's by TMA's 128B swizzle), the P tile, and an mbarrier per column tile and stage.
 #pragma once
 #include "flashmla/params.cuh"
 #include "flashmla/partition.cuh"
@@ -67,7 +68,7 @@ struct DecodeWgmmaTraits {
     float row_scale[kBlockQ];
     float row_sum[kBlockQ];
     float row_m[kBlockQ];
-    unsigned long long full[kStages];  // mbarrier per stage: its K/V tile has landed
+    unsigned long long full[kStages][kTiles];  // mbarriers: column tile j of a stage has landed
   };
 };
 
@@ -99,7 +100,7 @@ struct DecodeWgmma {
   // stage's mbarrier. (cp.async, 4608 16-byte copies per tile, kept one tile in flight per SM
   // from landing in time: bench/NOTES.md.)
   static constexpr int kLoader = 128;
-  u32 phase = 0;  // bit s: the parity stage s's barrier completes next (every thread waits every load)
+  u32 phase = 0;  // bit s: the parity stage s's barriers complete next (next_load flips it per load)
 
   // Thread kLoader: the cache blocks of the boxes of the tile at k0 (-1: past k_end, not loaded),
   // fetched a tile ahead of load_kv, so the table's latency stays off the load's path.
@@ -115,32 +116,35 @@ struct DecodeWgmma {
   // Thread kLoader: the tile at k0 into stage `stage`; the barrier expects the bytes of the boxes
   // loaded (profiling variants load none and expect none).
   __device__ void load_kv(int k0, int stage, const int (&pg)[T::kBoxes]) const {
-    const u32 bar = dev::smem_u32(&sm.full[stage]);
     const bool skip = (FLASHMLA_PROFILE_SKIP & 8) || ((FLASHMLA_PROFILE_SKIP & 32) && blockIdx.x % 2 == 1);
     int boxes = 0;
 #pragma unroll
     for (int i = 0; i < T::kBoxes; ++i) boxes += pg[i] >= 0 && !skip;
-    dev::mbarrier_arrive_expect_tx(bar, boxes * T::kBoxRows * 128 * T::kTiles);
-    if (skip) return;
 #pragma unroll
-    for (int tile = 0; tile < T::kTiles; ++tile)
+    for (int tile = 0; tile < T::kTiles; ++tile) {
+      const u32 bar = dev::smem_u32(&sm.full[stage][tile]);
+      dev::mbarrier_arrive_expect_tx(bar, boxes * T::kBoxRows * 128);
 #pragma unroll
       for (int i = 0; i < T::kBoxes; ++i)
-        if (pg[i] >= 0)
+        if (pg[i] >= 0 && !skip)
           dev::tma_load_4d(dev::smem_u32(sm.kv[stage] + tile * T::kTileBytes + i * T::kBoxRows * 128), p.k_tmap,
                            tile * 64, (k0 + i * T::kBoxRows) % T::kPageSize, kv_head, pg[i], bar);
+    }
   }
 
-  __device__ void wait_kv(int stage) {
-    dev::mbarrier_wait(dev::smem_u32(&sm.full[stage]), (phase >> stage) & 1u);
-    phase ^= 1u << stage;
+  // Waits for column tile `tile` of the stage's current load (every thread tracks every load's
+  // parity through next_load, whether or not it waits on a given tile).
+  __device__ void wait_kv(int stage, int tile) const {
+    dev::mbarrier_wait(dev::smem_u32(&sm.full[stage][tile]), (phase >> stage) & 1u);
   }
+  __device__ void next_load(int stage) { phase ^= 1u << stage; }
 
   // Rows [valid, 64) of the stage's V column tiles hold data past the sequence end (the rest of a
   // loaded page) or an older tile (a page not loaded): zeroed, so that P V, whose P is 0 there,
-  // reads finite values. All threads, after wait_kv; the caller fences and syncs.
+  // reads finite values. Warpgroup 0, after S has waited for every tile and read it; the P
+  // barrier's fence and sync publish the zeroes.
   __device__ void zero_tail_rows(int stage, int valid) {
-    for (int e = tid; e < 8 * 64 * 8; e += T::kThreads) {
+    for (int e = tid; e < 8 * 64 * 8; e += 128) {
       const int tile = e / 512, r = (e / 8) % 64, chunk = e % 8;
       if (r >= valid) dev::st_shared_zero16(dev::smem_u32(sm.kv[stage] + tile * T::kTileBytes + r * 128 + chunk * 16));
     }
@@ -200,14 +204,14 @@ struct DecodeWgmma {
           fetch_pages(bi, k_begin + (t + 1) * T::kBlockK, k_end, pages);
         }
       }
-      // Tile t (and Q) resident. Q's cp.async and the tail zeroes are generic-proxy writes that
-      // wgmma reads through the async proxy: fenced. After the barrier both warpgroups are done
-      // with tile t - 1, so its stage takes tile t + 1.
+      // Q resident (its cp.async is a generic-proxy write that wgmma reads through the async
+      // proxy: fenced). After the barrier both warpgroups are done with tile t - 1, so its stage
+      // takes tile t + 1. Tile t's column tiles are waited for one by one as S reaches them.
       const int k0 = k_begin + t * T::kBlockK;
-      if (t == 0) dev::cp_async_wait<0>();
-      wait_kv(t % S);
-      if (k_end - k0 < T::kBlockK) zero_tail_rows(t % S, k_end - k0);
-      if (t == 0 || k_end - k0 < T::kBlockK) dev::fence_proxy_async_smem();
+      if (t == 0) {
+        dev::cp_async_wait<0>();
+        dev::fence_proxy_async_smem();
+      }
       __syncthreads();
 #if FLASHMLA_TIMELINE
       if (t == 0) tl[1] = clock64();
@@ -228,14 +232,17 @@ struct DecodeWgmma {
         for (int j = 0; j < 32; ++j) s_acc[j] = 0.f;
         dev::wgmma_fence();
 #pragma unroll
-        for (int tile = 0; tile < (FLASHMLA_PROFILE_SKIP & 1 ? 0 : T::kTiles); ++tile)
+        for (int tile = 0; tile < T::kTiles; ++tile) {
+          wait_kv(t % S, tile);
 #pragma unroll
-          for (int ks = 0; ks < 4; ++ks)
+          for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 ? 0 : 4); ++ks)
             dev::wgmma_m64n64k16<T::kElem, 0>(
                 s_acc, dev::smem_desc_sw128(q_base + tile * T::kTileBytes + ks * 32, 16, 1024),
                 dev::smem_desc_sw128(kv_base + tile * T::kTileBytes + ks * 32, 16, 1024), 1);
+        }
         dev::wgmma_commit();
         dev::wgmma_wait<0>();
+        if (k_end - k0 < T::kBlockK) zero_tail_rows(t % S, k_end - k0);
 
         if (FLASHMLA_PROFILE_SKIP & 2) {  // profiling: P = S as is, no rescale
 #pragma unroll
@@ -285,7 +292,10 @@ struct DecodeWgmma {
       } else {
         dev::named_barrier_sync(kPReady, T::kThreads);
         s_lo = sm.row_scale[r_lo], s_hi = sm.row_scale[r_hi];
+#pragma unroll
+        for (int tile = 4; tile < 8; ++tile) wait_kv(t % S, tile);  // complete (S waited): acquires them
       }
+      next_load(t % S);
 
       // O = O * row_scale + P V for this warpgroup's 256 columns.
       // Once the running maxima settle most tiles leave every scale at 1: the warp then skips the
@@ -339,7 +349,8 @@ __device__ __forceinline__ void decode_wgmma_kernel(const DecodeParams& p) {
   DecodeWgmma<T> cta(p, *reinterpret_cast<typename T::SharedPlan*>(smem_raw));
   if (threadIdx.x == DecodeWgmma<T>::kLoader) {
     dev::prefetch_tensormap(p.k_tmap);
-    for (int s = 0; s < T::kStages; ++s) dev::mbarrier_init(dev::smem_u32(&cta.sm.full[s]), 1);
+    for (int s = 0; s < T::kStages; ++s)
+      for (int j = 0; j < T::kTiles; ++j) dev::mbarrier_init(dev::smem_u32(&cta.sm.full[s][j]), 1);
     dev::fence_mbarrier_init();
   }
   __syncthreads();
