@@ -12,10 +12,11 @@
 //                 p.k_tmap) completing on the stage's mbarrier; Q comes by cp.async.
 //   O += P V      both: warpgroup h owns output columns [256h, 256h + 256) in 128 fp32
 //                 registers; 4 x wgmma m64n256k16 with V read from the K tile (MN-major B).
-// Per tile (2 stages): one CTA barrier (the other stage is free: tile t + 1 is issued into it),
-// then warpgroup 0 computes S, waiting for each 64-column tile's mbarrier just before its
-// wgmmas (S starts as soon as the first column tile lands), and P, and both meet at a named
-// barrier before their halves of P V.
+// Per tile t (2 stages), no CTA barrier: warpgroup 1 waits until warpgroup 0's P V(t - 1) is
+// done (kStageFree) and issues tile t + 1 into the stage it frees; warpgroup 0 computes S(t),
+// waiting for each 64-column tile's mbarrier just before its wgmmas (so S starts when the first
+// column tile lands, and runs under warpgroup 1's P V(t - 1)), waits until P(t - 1) is no longer
+// read (kPFree), writes P(t), and both meet at kPReady before their halves of P V(t).
 // Shared memory holds Q and num_stages K/V tiles of 64 keys as 9 swizzled tiles of
 // [64 rows x 64 elements] (wgmma.cuh; Q's 16-byte chunks placed at the swizzled offset by
 // cp.async, K/V's by TMA's 128B swizzle), the P tile, and an mbarrier per column tile and stage.
@@ -77,7 +78,11 @@ struct DecodeWgmma {
   using u32 = dev::u32;
   using u16 = dev::u16;
   using Plan = typename T::SharedPlan;
-  static constexpr int kPReady = 1;  // named barrier: P and row_scale of the tile written
+  // Named barriers (256 threads). With 2 stages the tile loop has no CTA barrier: warpgroup 0
+  // starts S(t + 1) as soon as its own P V(t) is done, under warpgroup 1's P V(t).
+  static constexpr int kPReady = 1;     // P(t) and row_scale(t) written (warpgroup 0 -> both)
+  static constexpr int kPFree = 2;      // warpgroup 1's P V(t) done: P may be overwritten
+  static constexpr int kStageFree = 3;  // warpgroup 0's P V(t) done: stage t % 2 may be reloaded
 
   const DecodeParams& p;
   Plan& sm;
@@ -205,20 +210,25 @@ struct DecodeWgmma {
         }
       }
       // Q resident (its cp.async is a generic-proxy write that wgmma reads through the async
-      // proxy: fenced). After the barrier both warpgroups are done with tile t - 1, so its stage
-      // takes tile t + 1. Tile t's column tiles are waited for one by one as S reaches them.
+      // proxy: fenced). Tile t's column tiles are waited for one by one as S reaches them.
       const int k0 = k_begin + t * T::kBlockK;
       if (t == 0) {
         dev::cp_async_wait<0>();
         dev::fence_proxy_async_smem();
+        if constexpr (S > 1) __syncthreads();
       }
-      __syncthreads();
+      if constexpr (S == 1) __syncthreads();
 #if FLASHMLA_TIMELINE
       if (t == 0) tl[1] = clock64();
 #endif
-      if (S > 1 && tid == kLoader && t + 1 < n_tiles) {
-        load_kv(k_begin + (t + 1) * T::kBlockK, (t + 1) % S, pages);
-        fetch_pages(bi, k_begin + (t + 2) * T::kBlockK, k_end, pages);  // used next iteration
+      if (S > 1 && wg == 1) {
+        // Stage (t + 1) % 2 held tile t - 1: free once both warpgroups' P V(t - 1) are done
+        // (this warpgroup's, in order; warpgroup 0's, by kStageFree).
+        if (t > 0) dev::named_barrier_sync(kStageFree, T::kThreads);
+        if (tid == kLoader && t + 1 < n_tiles) {
+          load_kv(k_begin + (t + 1) * T::kBlockK, (t + 1) % S, pages);
+          fetch_pages(bi, k_begin + (t + 2) * T::kBlockK, k_end, pages);  // used next iteration
+        }
       }
       const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
 
@@ -243,6 +253,7 @@ struct DecodeWgmma {
         dev::wgmma_commit();
         dev::wgmma_wait<0>();
         if (k_end - k0 < T::kBlockK) zero_tail_rows(t % S, k_end - k0);
+        if (S > 1 && t > 0) dev::named_barrier_sync(kPFree, T::kThreads);  // P(t - 1) read by both
 
         if (FLASHMLA_PROFILE_SKIP & 2) {  // profiling: P = S as is, no rescale
 #pragma unroll
@@ -314,6 +325,13 @@ struct DecodeWgmma {
                                                                 T::kVLeadingBytes, T::kVStrideBytes));
       dev::wgmma_commit();
       dev::wgmma_wait<0>();
+      // Arrivals matched by the other warpgroup's sync in iteration t + 1 (none after the last).
+      if (S > 1 && t + 1 < n_tiles) {
+        if (wg == 0)
+          dev::named_barrier_arrive(kStageFree, T::kThreads);
+        else
+          dev::named_barrier_arrive(kPFree, T::kThreads);
+      }
     }
     dev::cp_async_wait<0>();  // a segment with no tiles still has Q in flight
     dev::grid_launch_dependents();  // the combine may launch while this CTA stores its output
