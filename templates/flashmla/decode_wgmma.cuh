@@ -83,7 +83,6 @@ struct DecodeWgmma {
   static constexpr int kPReady = 1;     // P(t) and row_scale(t) written (warpgroup 0 -> both)
   static constexpr int kPFree = 2;      // warpgroup 1's P V(t) done: P may be overwritten
   static constexpr int kStageFree = 3;  // warpgroup 0's P V(t) done: stage t % 2 may be reloaded
-  static constexpr int kZeroed = 4;     // warpgroup 0 only (128): the tail rows are zeroed
 
   const DecodeParams& p;
   Plan& sm;
@@ -147,8 +146,8 @@ struct DecodeWgmma {
 
   // Rows [valid, 64) of the stage's V column tiles hold data past the sequence end (the rest of a
   // loaded page) or an older tile (a page not loaded): zeroed, so that P V, whose P is 0 there,
-  // reads finite values. Warpgroup 0, after S has waited for every tile and read it; then a
-  // fence and kZeroed for its own P V, and kPReady for warpgroup 1's.
+  // reads finite values. Warpgroup 0, after S has waited for every tile and read it; the P
+  // barrier's fence and sync publish the zeroes.
   __device__ void zero_tail_rows(int stage, int valid) {
     for (int e = tid; e < 8 * 64 * 8; e += 128) {
       const int tile = e / 512, r = (e / 8) % 64, chunk = e % 8;
@@ -237,7 +236,6 @@ struct DecodeWgmma {
       // same value) and keeps them in registers; warpgroup 1 reads them from shared memory after
       // the named barrier. (Re-reading them in warpgroup 0 would race with the quad's writer lane.)
       float s_lo = 1.f, s_hi = 1.f;
-      u32 pb[16];  // warpgroup 0: P(t) as the A fragments of its P V (wgmma.cuh: pair k = 2j + i)
       if (wg == 0) {
         float s_acc[32];
 #pragma unroll
@@ -254,11 +252,7 @@ struct DecodeWgmma {
         }
         dev::wgmma_commit();
         dev::wgmma_wait<0>();
-        if (k_end - k0 < T::kBlockK) {
-          zero_tail_rows(t % S, k_end - k0);
-          dev::fence_proxy_async_smem();
-          dev::named_barrier_sync(kZeroed, 128);  // all of them in place before this warpgroup's P V
-        }
+        if (k_end - k0 < T::kBlockK) zero_tail_rows(t % S, k_end - k0);
         if (S > 1 && t > 0) dev::named_barrier_sync(kPFree, T::kThreads);  // P(t - 1) read by both
 
         if (FLASHMLA_PROFILE_SKIP & 2) {  // profiling: P = S as is, no rescale
@@ -266,10 +260,9 @@ struct DecodeWgmma {
           for (int i = 0; i < 2; ++i) {
             if (c == 0) sm.row_scale[i ? r_hi : r_lo] = 1.f;
 #pragma unroll
-            for (int j = 0; j < 8; ++j) {
-              pb[2 * j + i] = dev::pack2<T::kElem>(s_acc[4 * j + 2 * i], s_acc[4 * j + 2 * i + 1]);
-              *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(i ? r_hi : r_lo, 8 * j + 2 * c)) = pb[2 * j + i];
-            }
+            for (int j = 0; j < 8; ++j)
+              *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(i ? r_hi : r_lo, 8 * j + 2 * c)) =
+                  dev::pack2<T::kElem>(s_acc[4 * j + 2 * i], s_acc[4 * j + 2 * i + 1]);
           }
         } else {
           // Online softmax (log2 domain); this warp holds whole rows r_lo and r_hi.
@@ -299,15 +292,14 @@ struct DecodeWgmma {
               const float p1 = dev::exp2_approx(s_acc[4 * j + 2 * i + 1] - m_use);
               l_part[i] += p0 + p1;
               const int col = 8 * j + 2 * c;
-              pb[2 * j + i] = dev::pack2<T::kElem>(p0, p1);
-              *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(r, col)) = pb[2 * j + i];
+              *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(r, col)) = dev::pack2<T::kElem>(p0, p1);
             }
           }
         }
-        // Warpgroup 1 reads P(t) from shared memory through the async proxy (wgmma); warpgroup 0
-        // feeds its own P V from registers, so it only signals.
+        // P is read by wgmma next, through the async proxy, by both warpgroups. A full sync (not
+        // an arrive) also orders warpgroup 0's own warps; warpgroup 1 is normally waiting here.
         dev::fence_proxy_async_smem();
-        dev::named_barrier_arrive(kPReady, T::kThreads);
+        dev::named_barrier_sync(kPReady, T::kThreads);
       } else {
         dev::named_barrier_sync(kPReady, T::kThreads);
         s_lo = sm.row_scale[r_lo], s_hi = sm.row_scale[r_hi];
@@ -327,16 +319,10 @@ struct DecodeWgmma {
       }
       dev::wgmma_fence();
 #pragma unroll
-      for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks) {
-        const dev::u64 v_desc = dev::smem_desc_sw128(kv_base + 4 * wg * T::kTileBytes + ks * 16 * 128,
-                                                     T::kVLeadingBytes, T::kVStrideBytes);
-        if (wg == 0) {
-          const u32 a[4] = {pb[4 * ks], pb[4 * ks + 1], pb[4 * ks + 2], pb[4 * ks + 3]};
-          dev::wgmma_m64n256k16_rs<T::kElem, 1>(o, a, v_desc);
-        } else {
-          dev::wgmma_m64n256k16<T::kElem, 1>(o, dev::smem_desc_sw128(p_base + ks * 32, 16, 1024), v_desc);
-        }
-      }
+      for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks)
+        dev::wgmma_m64n256k16<T::kElem, 1>(o, dev::smem_desc_sw128(p_base + ks * 32, 16, 1024),
+                                           dev::smem_desc_sw128(kv_base + 4 * wg * T::kTileBytes + ks * 16 * 128,
+                                                                T::kVLeadingBytes, T::kVStrideBytes));
       dev::wgmma_commit();
       dev::wgmma_wait<0>();
       // Arrivals matched by the other warpgroup's sync in iteration t + 1 (none after the last).
