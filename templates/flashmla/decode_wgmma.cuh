@@ -266,16 +266,26 @@ struct DecodeWgmma {
           }
         } else {
           // Online softmax (log2 domain); this warp holds whole rows r_lo and r_hi.
+          // Keys past a row's limit (sequence end, causal diagonal) only occur in a segment's last
+          // tiles: the others skip the per-element test.
           float m_tile[2] = {dev::neg_inf(), dev::neg_inf()};
+          if (k0 + T::kBlockK - 1 > min(key_limit[0], key_limit[1])) {
 #pragma unroll
-          for (int j = 0; j < 8; ++j)
+            for (int j = 0; j < 8; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int pos = k0 + 8 * j + 2 * c + (e & 1);
-              const float v = pos <= key_limit[e >> 1] ? s_acc[4 * j + e] * p.scale_log2 : dev::neg_inf();
-              s_acc[4 * j + e] = v;
-              m_tile[e >> 1] = fmaxf(m_tile[e >> 1], v);
+              for (int e = 0; e < 4; ++e) {
+                const int pos = k0 + 8 * j + 2 * c + (e & 1);
+                const float v = pos <= key_limit[e >> 1] ? s_acc[4 * j + e] * p.scale_log2 : dev::neg_inf();
+                s_acc[4 * j + e] = v;
+                m_tile[e >> 1] = fmaxf(m_tile[e >> 1], v);
+              }
+          } else {
+#pragma unroll
+            for (int j = 0; j < 32; ++j) {
+              s_acc[j] *= p.scale_log2;
+              m_tile[(j >> 1) & 1] = fmaxf(m_tile[(j >> 1) & 1], s_acc[j]);
             }
+          }
 #pragma unroll
           for (int i = 0; i < 2; ++i) {
             const int r = i ? r_hi : r_lo;
