@@ -21,7 +21,8 @@ SearchSpace decode_mma_space(const KernelConfig& base) {
 
 SearchSpace decode_wgmma_space(const KernelConfig& base) {
   SearchSpace space;
-  // The warpgroup layouts: decode_wgmma (serial, cp.async) with 1 or 2 stages, decode_seesaw (TMA).
+  // The warpgroup layouts: decode_wgmma (warpgroup 0 S + softmax, both P V) with 1 or 2 stages,
+  // decode_seesaw (S of alternate blocks per warpgroup); both load K/V by TMA.
   for (int s = 1; s <= 3; ++s) {
     KernelConfig c = base;
     c.family = s <= 2 ? Family::decode_wgmma : Family::decode_seesaw;

@@ -27,7 +27,7 @@ struct Arch {
 };
 
 // decode_mma: mma.sync + cp.async, sm_80 and newer. decode_wgmma: sm_90a, latent 512,
-// q64-k64-w8; warpgroup 0 computes S and the softmax, warpgroup 1 issues cp.async loads, both do
+// q64-k64-w8; warpgroup 0 computes S and the softmax, warpgroup 1 issues the TMA loads, both do
 // P V. decode_seesaw: sm_90a, latent 512, q64-k64-w8-s2; both warpgroups compute S of alternate
 // blocks and P V of every block in a seesaw schedule, K/V by TMA (decode_seesaw.cuh).
 enum class Family : int { decode_mma = 0, decode_wgmma = 1, decode_seesaw = 2 };
