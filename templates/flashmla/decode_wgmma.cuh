@@ -32,7 +32,8 @@
 // Profiling only (wrong results on purpose): FLASHMLA_PROFILE_SKIP, set through
 // FLASHMLA_NVRTC_DEFINES, drops parts of the tile loop to time the rest: bit 0 the S wgmma,
 // bit 1 the softmax (P = S, no mask, max or exp), bit 2 the P V wgmma, bit 3 the K/V loads,
-// bit 5 the K/V loads of odd q tiles only (half the L2 -> SM traffic at h_q 128).
+// bit 5 the K/V loads of odd q tiles only (half the L2 -> SM traffic at h_q 128), bit 6 the proxy
+// fence before kPReady, bit 7 the block-table reads in the loop, bit 8 (with bit 1) the P stores.
 #ifndef FLASHMLA_PROFILE_SKIP
 #define FLASHMLA_PROFILE_SKIP 0
 #endif
@@ -227,7 +228,8 @@ struct DecodeWgmma {
         if (t > 0) dev::named_barrier_sync(kStageFree, T::kThreads);
         if (tid == kLoader && t + 1 < n_tiles) {
           load_kv(k_begin + (t + 1) * T::kBlockK, (t + 1) % S, pages);
-          fetch_pages(bi, k_begin + (t + 2) * T::kBlockK, k_end, pages);  // used next iteration
+          if (!(FLASHMLA_PROFILE_SKIP & 128))
+            fetch_pages(bi, k_begin + (t + 2) * T::kBlockK, k_end, pages);  // used next iteration
         }
       }
       const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
@@ -260,7 +262,7 @@ struct DecodeWgmma {
           for (int i = 0; i < 2; ++i) {
             if (c == 0) sm.row_scale[i ? r_hi : r_lo] = 1.f;
 #pragma unroll
-            for (int j = 0; j < 8; ++j)
+            for (int j = 0; j < (FLASHMLA_PROFILE_SKIP & 256 ? 0 : 8); ++j)
               *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(i ? r_hi : r_lo, 8 * j + 2 * c)) =
                   dev::pack2<T::kElem>(s_acc[4 * j + 2 * i], s_acc[4 * j + 2 * i + 1]);
           }
@@ -308,7 +310,7 @@ struct DecodeWgmma {
         }
         // P is read by wgmma next, through the async proxy, by both warpgroups. A full sync (not
         // an arrive) also orders warpgroup 0's own warps; warpgroup 1 is normally waiting here.
-        dev::fence_proxy_async_smem();
+        if (!(FLASHMLA_PROFILE_SKIP & 64)) dev::fence_proxy_async_smem();
         dev::named_barrier_sync(kPReady, T::kThreads);
       } else {
         dev::named_barrier_sync(kPReady, T::kThreads);
