@@ -251,13 +251,6 @@ struct DecodeWgmma {
             dev::wgmma_m64n64k16<T::kElem, 0>(
                 s_acc, dev::smem_desc_sw128(q_base + tile * T::kTileBytes + ks * 32, 16, 1024),
                 dev::smem_desc_sw128(kv_base + tile * T::kTileBytes + ks * 32, 16, 1024), 1);
-          if (S > 1 && t > 0 && tile == 0) {
-            // P V(t - 1) was left in flight behind S(t)'s first wgmmas: once it completes (groups
-            // complete in order), its stage may be reloaded.
-            dev::wgmma_commit();
-            dev::wgmma_wait<1>();
-            dev::named_barrier_arrive(kStageFree, T::kThreads);
-          }
         }
         dev::wgmma_commit();
         dev::wgmma_wait<0>();
@@ -327,9 +320,6 @@ struct DecodeWgmma {
       }
       next_load(t % S);
 
-      // Retires every wgmma on both paths (a no-op here: S(t), and with it P V(t - 1), has been
-      // waited for), so that ptxas sees no accumulator read while a wgmma may be in flight.
-      dev::wgmma_wait<0>();
       // O = O * row_scale + P V for this warpgroup's 256 columns.
       // Once the running maxima settle most tiles leave every scale at 1: the warp then skips the
       // 128 multiplies (a warp-uniform branch).
@@ -346,13 +336,15 @@ struct DecodeWgmma {
                                            dev::smem_desc_sw128(kv_base + 4 * wg * T::kTileBytes + ks * 16 * 128,
                                                                 T::kVLeadingBytes, T::kVStrideBytes));
       dev::wgmma_commit();
-      // With 2 stages warpgroup 0 leaves P V(t) in flight and waits for it inside S(t + 1) (or
-      // after the loop); warpgroup 1 waits and arrives at kPFree, matched by warpgroup 0's sync in
-      // iteration t + 1 (none after the last).
-      if (S == 1 || wg == 1) dev::wgmma_wait<0>();
-      if (S > 1 && wg == 1 && t + 1 < n_tiles) dev::named_barrier_arrive(kPFree, T::kThreads);
+      dev::wgmma_wait<0>();
+      // Arrivals matched by the other warpgroup's sync in iteration t + 1 (none after the last).
+      if (S > 1 && t + 1 < n_tiles) {
+        if (wg == 0)
+          dev::named_barrier_arrive(kStageFree, T::kThreads);
+        else
+          dev::named_barrier_arrive(kPFree, T::kThreads);
+      }
     }
-    dev::wgmma_wait<0>();
     dev::cp_async_wait<0>();  // a segment with no tiles still has Q in flight
     dev::grid_launch_dependents();  // the combine may launch while this CTA stores its output
 #if FLASHMLA_TIMELINE
