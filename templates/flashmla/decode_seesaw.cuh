@@ -402,17 +402,21 @@ struct DecodeSeesaw {
       if (b0 + 1 == n - 1 && tail < T::kBlockK) zero_tail_rows(1, 0, tail);
       pv_ss(o, sm.q + 8 * T::kTileBytes, 1);  // O_L += P1 V1_L
     }
-    if (next0) qk_first(s, rq8);
-    if (next1) {
-      if (next0)
+    // S0' is issued and retired inside one branch: a wgmma group open across a control-flow
+    // merge lets ptxas move values into its accumulators and serialize every wgmma (C7515).
+    if (next0) {
+      qk_first(s, rq8);
+      if (next1) {
         dev::wgmma_wait<1>();
-      else
-        dev::wgmma_wait<0>();
-      if (warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 0, 4);  // V1_L read
+        if (warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 0, 4);  // V1_L read
+      }
+      qk_rest(s, rq8);
+      dev::wgmma_wait<0>();
+    } else {
+      dev::wgmma_wait<0>();
+      if (next1 && warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 0, 4);  // V1_L read
     }
-    if (next0) qk_rest(s, rq8);
     if (warp == 0) pages = fetch_pair_pages(bi, k0 + 4 * T::kBlockK, k0 + 5 * T::kBlockK, k_end);
-    dev::wgmma_wait<0>();
   }
 
   // Warpgroup 1's part of the pair; s holds Q K1^T of b0 + 1 (if any) and leaves with b0 + 3's.
