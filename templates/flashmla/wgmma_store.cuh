@@ -10,26 +10,34 @@
 
 namespace flashmla {
 
+// One output row: 1 / l, its natural-log lse (an empty row: 0, and +inf for the output or -inf
+// for a partial, which the combine then weighs 0) and where it goes (s, h).
+struct OutRow {
+  float inv_l, lse;
+  int s, h;
+};
+__device__ __forceinline__ OutRow out_row(float l, float m_log2, int row, int hpk, int kv_head, bool direct) {
+  constexpr float kLn2 = 0.6931471805599453f;
+  const bool empty = l == 0.f;
+  return {empty ? 0.f : 1.f / l,
+          empty ? (direct ? dev::pos_inf() : dev::neg_inf()) : (m_log2 + dev::log2_approx(l)) * kLn2, row / hpk,
+          kv_head * hpk + row % hpk};
+}
+
 template <dev::Elem kElem, int kLatent>
 __device__ __forceinline__ void wgmma_store(const DecodeParams& p, const float (&row_sum)[2], const float (&row_m)[2], int row0,
                                             int rows_total, int hpk, int kv_head, int wg, int lane, int bi,
                                             int split_idx, int n_splits, const float (&o)[128], int r_lo, int r_hi) {
   using u16 = dev::u16;
   using u32 = dev::u32;
-  constexpr float kLn2 = 0.6931471805599453f;
   const int c = lane % 4;
   const bool direct = n_splits == 1;
   const int acc_idx = p.split_offsets[bi] + split_idx;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int r = half ? r_hi : r_lo;
-    const int row = row0 + r;
+    const int row = row0 + (half ? r_hi : r_lo);
     if (row >= rows_total) continue;
-    const float l = row_sum[half];
-    const bool empty = l == 0.f;
-    const float inv_l = empty ? 0.f : 1.f / l;
-    const float lse = empty ? (direct ? dev::pos_inf() : dev::neg_inf()) : (row_m[half] + dev::log2_approx(l)) * kLn2;
-    const int s = row / hpk, h = kv_head * hpk + row % hpk;
+    const auto [inv_l, lse, s, h] = out_row(row_sum[half], row_m[half], row, hpk, kv_head, direct);
     const int col0 = 256 * wg + 2 * c;
     if (direct) {
       u32* out = reinterpret_cast<u32*>(static_cast<u16*>(p.out) + bi * p.o_stride_b + s * p.o_stride_s +
@@ -55,8 +63,8 @@ __device__ __forceinline__ void wgmma_store(const DecodeParams& p, const float (
 
 // The same output, staged through shared memory and written by bulk copies, one per row (a
 // thread per row; 1 KB of 16-bit output or 2 KB of fp32 partial each), instead of each thread
-// storing its scattered 8- or 16-byte pieces: at b 1-8 the scattered stores of a split's fp32
-// partial took a large share of a segment (bench/NOTES.md). Requires the whole of stage
+// storing its scattered 8- or 16-byte pieces (512 warp stores per CTA): 2-3 % faster at b 128;
+// the write burst of all CTAs finishing at once stays (bench/NOTES.md). Requires the whole of stage
 // (kStagedBytes) free: the caller's tiles are no longer read. Rows sit kLatent x 4 + 32 (fp32)
 // or kLatent x 2 + 16 (16-bit) bytes apart, so a warp's stores (8 rows x one quad's bytes) hit
 // distinct banks. Every thread of the CTA calls it (it contains a __syncthreads); threads 0-63
@@ -72,12 +80,11 @@ __device__ __forceinline__ void wgmma_store_staged(const DecodeParams& p, unsign
                                                    const float (&o)[128], int r_lo, int r_hi) {
   using u16 = dev::u16;
   using u32 = dev::u32;
-  constexpr float kLn2 = 0.6931471805599453f;
   const int c = tid % 4;
   const bool direct = n_splits == 1;
   const int stride = direct ? kLatent * 2 + 16 : kLatent * 4 + 32;
   const int acc_idx = p.split_offsets[bi] + split_idx;
-  auto out_row = [&](int row) -> void* {  // where row (of rows_total) goes
+  auto row_address = [&](int row) -> void* {  // where row (of rows_total) goes
     const int s = row / hpk, h = kv_head * hpk + row % hpk;
     if (direct) return static_cast<u16*>(p.out) + bi * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h;
     return p.o_accum + ((static_cast<long long>(acc_idx) * p.s_q + s) * p.h_q + h) * kLatent;
@@ -87,11 +94,7 @@ __device__ __forceinline__ void wgmma_store_staged(const DecodeParams& p, unsign
     const int r = half ? r_hi : r_lo;
     const int row = row0 + r;
     if (row >= rows_total) continue;
-    const float l = row_sum[half];
-    const bool empty = l == 0.f;
-    const float inv_l = empty ? 0.f : 1.f / l;
-    const float lse = empty ? (direct ? dev::pos_inf() : dev::neg_inf()) : (row_m[half] + dev::log2_approx(l)) * kLn2;
-    const int s = row / hpk, h = kv_head * hpk + row % hpk;
+    const auto [inv_l, lse, s, h] = out_row(row_sum[half], row_m[half], row, hpk, kv_head, direct);
     const int col0 = 256 * wg + 2 * c;
     unsigned char* dst = stage + r * stride;
     if (direct) {
@@ -112,7 +115,7 @@ __device__ __forceinline__ void wgmma_store_staged(const DecodeParams& p, unsign
   __syncthreads();
   if (tid < 64) {
     if (row0 + tid < rows_total) {
-      void* dst = out_row(row0 + tid);
+      void* dst = row_address(row0 + tid);
       const unsigned char* src = stage + tid * stride;
       const int bytes = direct ? kLatent * 2 : kLatent * 4;
       if (reinterpret_cast<unsigned long long>(dst) % 16 == 0) {
