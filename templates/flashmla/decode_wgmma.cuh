@@ -267,45 +267,60 @@ struct DecodeWgmma {
                   dev::pack2<T::kElem>(s_acc[4 * j + 2 * i], s_acc[4 * j + 2 * i + 1]);
           }
         } else {
-          // Online softmax (log2 domain); this warp holds whole rows r_lo and r_hi.
-          // Keys past a row's limit (sequence end, causal diagonal) only occur in a segment's last
-          // tiles: the others skip the per-element test.
-          float m_tile[2] = {dev::neg_inf(), dev::neg_inf()};
+          // Online softmax (log2 domain); this warp holds whole rows r_lo and r_hi. scale_log2 > 0
+          // (decode.cpp), so the row maximum is taken over the raw scores and scaled once, and
+          // each p = exp2(s * scale_log2 - m) is one FFMA and one MUFU. Keys past a row's limit
+          // (sequence end, causal diagonal) only occur in a segment's last tiles: the others
+          // skip the per-element test. Four independent max chains per row keep the dependent
+          // chain short (one warp per SMSP runs this; nothing else hides its latency).
           if (k0 + T::kBlockK - 1 > min(key_limit[0], key_limit[1])) {
 #pragma unroll
             for (int j = 0; j < 8; ++j)
 #pragma unroll
-              for (int e = 0; e < 4; ++e) {
-                const int pos = k0 + 8 * j + 2 * c + (e & 1);
-                const float v = pos <= key_limit[e >> 1] ? s_acc[4 * j + e] * p.scale_log2 : dev::neg_inf();
-                s_acc[4 * j + e] = v;
-                m_tile[e >> 1] = fmaxf(m_tile[e >> 1], v);
-              }
-          } else {
-#pragma unroll
-            for (int j = 0; j < 32; ++j) {
-              s_acc[j] *= p.scale_log2;
-              m_tile[(j >> 1) & 1] = fmaxf(m_tile[(j >> 1) & 1], s_acc[j]);
-            }
+              for (int e = 0; e < 4; ++e)
+                if (k0 + 8 * j + 2 * c + (e & 1) > key_limit[e >> 1]) s_acc[4 * j + e] = dev::neg_inf();
           }
+          float m_part[2][4];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) m_part[e >> 1][2 * (e & 1)] = s_acc[e], m_part[e >> 1][2 * (e & 1) + 1] = s_acc[4 + e];
+#pragma unroll
+          for (int j = 2; j < 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              float& m = m_part[e >> 1][2 * (e & 1) + (j & 1)];
+              m = fmaxf(m, s_acc[4 * j + e]);
+            }
+          float neg_m[2];
 #pragma unroll
           for (int i = 0; i < 2; ++i) {
-            const int r = i ? r_hi : r_lo;
-            const float m_new = fmaxf(m_run[i], dev::warp_max_xor<2>(m_tile[i]));
+            const float m_raw = fmaxf(fmaxf(m_part[i][0], m_part[i][1]), fmaxf(m_part[i][2], m_part[i][3]));
+            const float m_new = fmaxf(m_run[i], dev::warp_max_xor<2>(m_raw) * p.scale_log2);
             const float m_use = m_new == dev::neg_inf() ? 0.f : m_new;
             const float scale = dev::exp2_approx(m_run[i] - m_use);
-            if (c == 0) sm.row_scale[r] = scale;
+            if (c == 0) sm.row_scale[i ? r_hi : r_lo] = scale;
             (i ? s_hi : s_lo) = scale;
             l_part[i] *= scale;
             m_run[i] = m_new;
+            neg_m[i] = -m_use;
+          }
+          // P in bf16/fp16 pairs: reg (j, i) holds row i's columns 8j + 2c, +1, the fragment
+          // of one 8x8 matrix of stmatrix; four matrices (rows lo/hi x column blocks j, j+1) per
+          // stmatrix.x4, lane L addressing row L % 8 of matrix L / 8.
+          const int st_row = 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7), st_blk = lane >> 4;
 #pragma unroll
-            for (int j = 0; j < 8; ++j) {
-              const float p0 = dev::exp2_approx(s_acc[4 * j + 2 * i] - m_use);
-              const float p1 = dev::exp2_approx(s_acc[4 * j + 2 * i + 1] - m_use);
-              l_part[i] += p0 + p1;
-              const int col = 8 * j + 2 * c;
-              *reinterpret_cast<u32*>(sm.p + dev::swizzle128_offset(r, col)) = dev::pack2<T::kElem>(p0, p1);
-            }
+          for (int j = 0; j < 8; j += 2) {
+            u32 packed[4];
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+#pragma unroll
+              for (int i = 0; i < 2; ++i) {
+                const float* s2 = s_acc + 4 * (j + h) + 2 * i;
+                const float p0 = dev::exp2_approx(fmaf(s2[0], p.scale_log2, neg_m[i]));
+                const float p1 = dev::exp2_approx(fmaf(s2[1], p.scale_log2, neg_m[i]));
+                l_part[i] += p0 + p1;
+                packed[2 * h + i] = dev::pack2<T::kElem>(p0, p1);
+              }
+            dev::stmatrix_x4(p_base + dev::swizzle128_offset(st_row, 8 * (j + st_blk)), packed);
           }
         }
         // P is read by wgmma next, through the async proxy, by both warpgroups. A full sync (not
