@@ -28,8 +28,17 @@ namespace flashmla {
 namespace {
 
 // Fixed cost of one split, in K tiles (load q, write a partial, combine it); FlashMLA uses 5
-// tiles of 64 keys. Not yet measured for decode_mma.
+// tiles of 64 keys. Not yet measured for decode_mma. Developer knob for measuring it:
+// FLASHMLA_SPLIT_OVERHEAD_TILES=N (0-64).
 constexpr int kSplitOverheadTiles = 2;
+int split_overhead_tiles() {
+  static const int tiles = [] {
+    const char* env = std::getenv("FLASHMLA_SPLIT_OVERHEAD_TILES");
+    const int n = env && *env ? std::atoi(env) : kSplitOverheadTiles;
+    return n >= 0 && n <= 64 ? n : kSplitOverheadTiles;
+  }();
+  return tiles;
+}
 
 constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
@@ -48,7 +57,9 @@ int q_tiles(const DecodeShape& s, const KernelConfig& c) {
 
 int num_parts_for(const DecodeShape& s, const KernelConfig& c) {
   const int sms = jit::current_device_info().sm_count;
-  return std::clamp(sms / (s.h_kv * q_tiles(s, c)), 1, codegen::kCombineMaxSplits);
+  const int parts = std::clamp(sms / (s.h_kv * q_tiles(s, c)), 1, codegen::kCombineMaxSplits);
+  const char* env = std::getenv("FLASHMLA_NUM_PARTS");  // experiment knob (bench/NOTES.md)
+  return env && *env && std::atoi(env) > 0 ? std::min(std::atoi(env), parts) : parts;
 }
 
 void launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned threads, unsigned smem, CUstream stream,
@@ -185,7 +196,7 @@ MlaMetadata get_mla_metadata(const DecodeShape& shape, const int32_t* cache_seql
   p.b = shape.b;
   p.num_parts = md.num_parts;
   p.block_size_k = config.block_size_k;
-  p.overhead_tiles = kSplitOverheadTiles;
+  p.overhead_tiles = split_overhead_tiles();
   p.max_seqlen = shape.max_blocks_per_seq * shape.page_size;
   launch(module.metadata, 1, 1, 1, codegen::kMetadataThreads, static_cast<unsigned>(shape.b * 4), stream, &p);
   return md;
