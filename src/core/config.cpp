@@ -140,30 +140,21 @@ std::size_t KernelConfig::shared_bytes() const {
 int KernelConfig::accumulator_registers() const { return block_size_q * latent_dim / num_threads(); }
 
 namespace {
-std::optional<std::string> seesaw_invalid_reason(const KernelConfig& c) {
+// The Hopper families (decode_wgmma, decode_seesaw) share their limits but the tile shape: sm_90a
+// (wgmma, TMA), latent 512 + rope 64, q64-k64-w8 tiles, pages of 16-128 (TMA boxes of one page),
+// and the shared-memory plan within the block limit; num_stages from min_stages to 2.
+std::optional<std::string> hopper_invalid_reason(const KernelConfig& c, const char* name, int min_stages,
+                                                 const char* tile_note) {
   if (!(c.arch.sm == 90 && c.arch.accel))
-    return fmt::format("decode_seesaw needs sm_90a (wgmma, TMA), not {}", c.arch.name());
+    return fmt::format("{} needs sm_90a (wgmma, TMA), not {}", name, c.arch.name());
   if (c.latent_dim != 512 || c.rope_dim != 64)
-    return fmt::format("decode_seesaw supports latent_dim 512 with rope_dim 64 only, not {} + {}", c.latent_dim,
+    return fmt::format("{} supports latent_dim 512 with rope_dim 64 only, not {} + {}", name, c.latent_dim,
                        c.rope_dim);
-  if (c.block_size_q != 64 || c.block_size_k != 64 || c.num_warps != 8 || c.num_stages != 2)
-    return fmt::format("decode_seesaw has fixed tiles q64-k64-w8-s2 (two K buffers), not q{}-k{}-w{}-s{}",
-                       c.block_size_q, c.block_size_k, c.num_warps, c.num_stages);
-  if (c.page_size != 16 && c.page_size != 32 && c.page_size != 64 && c.page_size != 128)
-    return fmt::format("page_size = {} is not one of 16, 32, 64, 128", c.page_size);
-  return std::nullopt;
-}
-
-std::optional<std::string> wgmma_invalid_reason(const KernelConfig& c) {
-  if (!(c.arch.sm == 90 && c.arch.accel))
-    return fmt::format("decode_wgmma needs sm_90a (wgmma), not {}", c.arch.name());
-  if (c.latent_dim != 512 || c.rope_dim != 64)
-    return fmt::format("decode_wgmma supports latent_dim 512 with rope_dim 64 only, not {} + {}", c.latent_dim,
-                       c.rope_dim);
-  if (c.block_size_q != 64 || c.block_size_k != 64 || c.num_warps != 8)
-    return fmt::format("decode_wgmma has fixed tiles q64-k64-w8, not q{}-k{}-w{}", c.block_size_q, c.block_size_k,
-                       c.num_warps);
-  if (c.num_stages < 1 || c.num_stages > 2) return fmt::format("decode_wgmma takes 1 or 2 stages, not {}", c.num_stages);
+  if (c.block_size_q != 64 || c.block_size_k != 64 || c.num_warps != 8 || c.num_stages < min_stages ||
+      c.num_stages > 2)
+    return fmt::format("{} has fixed tiles q64-k64-w8-s{}{}, not q{}-k{}-w{}-s{}", name,
+                       min_stages == 2 ? "2" : "1/2", tile_note, c.block_size_q, c.block_size_k, c.num_warps,
+                       c.num_stages);
   if (c.page_size != 16 && c.page_size != 32 && c.page_size != 64 && c.page_size != 128)
     return fmt::format("page_size = {} is not one of 16, 32, 64, 128", c.page_size);
   if (c.shared_bytes() > c.arch.max_shared_bytes())
@@ -174,8 +165,8 @@ std::optional<std::string> wgmma_invalid_reason(const KernelConfig& c) {
 }  // namespace
 
 std::optional<std::string> KernelConfig::invalid_reason() const {
-  if (family == Family::decode_wgmma) return wgmma_invalid_reason(*this);
-  if (family == Family::decode_seesaw) return seesaw_invalid_reason(*this);
+  if (family == Family::decode_wgmma) return hopper_invalid_reason(*this, "decode_wgmma", 1, "");
+  if (family == Family::decode_seesaw) return hopper_invalid_reason(*this, "decode_seesaw", 2, " (two K buffers)");
   auto one_of = [](int v, std::initializer_list<int> allowed) {
     for (int a : allowed)
       if (v == a) return true;

@@ -26,6 +26,7 @@
 #include "flashmla/params.cuh"
 #include "flashmla/partition.cuh"
 #include "flashmla/ptx.cuh"
+#include "flashmla/softmax_rows.cuh"
 #include "flashmla/sw128_rows.cuh"
 #include "flashmla/tma.cuh"
 #include "flashmla/wgmma.cuh"
@@ -221,28 +222,20 @@ struct DecodeSeesaw {
     dev::wgmma_commit();
   }
 
-  // Masks s (raw Q K^T of the block at k0) to the rows' key limits, scales it to log2 units and
-  // returns each row's max over the block (reduced over the quad that holds the row).
-  __device__ void mask_scale(float (&s)[32], int k0, const int (&key_limit)[2], float (&mx)[2]) const {
-    mx[0] = mx[1] = dev::neg_inf();
+  // Masks s (raw Q K^T of the block at k0) to the rows' key limits and returns each row's max
+  // over the block in log2 units (softmax_rows.cuh: the raw max, scaled once).
+  __device__ void mask_max(float (&s)[32], int k0, const int (&key_limit)[2], float (&mx)[2]) const {
+    mask_rows(s, k0, key_limit, c);
+    row_max(s, mx);
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int pos = k0 + 8 * j + 2 * c + (e & 1);
-        const float v = pos <= key_limit[e >> 1] ? s[4 * j + e] * p.scale_log2 : dev::neg_inf();
-        s[4 * j + e] = v;
-        mx[e >> 1] = fmaxf(mx[e >> 1], v);
-      }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) mx[i] = dev::warp_max_xor<2>(mx[i]);
+    for (int i = 0; i < 2; ++i) mx[i] *= p.scale_log2;
   }
-  // s <- exp2(s - m_use) per row; returns this thread's part of each row sum.
-  static __device__ void exp_rows(float (&s)[32], const float (&m_use)[2], float (&sum)[2]) {
+  // s <- exp2(s * scale_log2 - m_use) per row; returns this thread's part of each row sum.
+  __device__ void exp_rows(float (&s)[32], const float (&m_use)[2], float (&sum)[2]) const {
     sum[0] = sum[1] = 0.f;
 #pragma unroll
     for (int j = 0; j < 32; ++j) {
-      s[j] = dev::exp2_approx(s[j] - m_use[(j >> 1) & 1]);
+      s[j] = exp2_scaled(s[j], p.scale_log2, -m_use[(j >> 1) & 1]);
       sum[(j >> 1) & 1] += s[j];
     }
   }
@@ -349,7 +342,7 @@ struct DecodeSeesaw {
   __device__ void softmax(float (&s)[32], int k0, const int (&key_limit)[2], const float (&m_old)[2],
                           float (&m_new)[2], float (&scale)[2], float (&sum)[2]) const {
     float mx[2], m_use[2];
-    mask_scale(s, k0, key_limit, mx);
+    mask_max(s, k0, key_limit, mx);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       m_new[i] = fmaxf(m_old[i], mx[i]);

@@ -24,6 +24,7 @@
 #include "flashmla/params.cuh"
 #include "flashmla/partition.cuh"
 #include "flashmla/ptx.cuh"
+#include "flashmla/softmax_rows.cuh"
 #include "flashmla/sw128_rows.cuh"
 #include "flashmla/tma.cuh"
 #include "flashmla/wgmma.cuh"
@@ -33,7 +34,8 @@
 // FLASHMLA_NVRTC_DEFINES, drops parts of the tile loop to time the rest: bit 0 the S wgmma,
 // bit 1 the softmax (P = S, no mask, max or exp), bit 2 the P V wgmma, bit 3 the K/V loads,
 // bit 5 the K/V loads of odd q tiles only (half the L2 -> SM traffic at h_q 128), bit 6 the proxy
-// fence before kPReady, bit 7 the block-table reads in the loop, bit 8 (with bit 1) the P stores.
+// fence before kPReady, bit 7 the block-table reads in the loop, bit 8 (with bit 1) the P stores,
+// bit 9 the output's bulk copies (wgmma_store.cuh).
 #ifndef FLASHMLA_PROFILE_SKIP
 #define FLASHMLA_PROFILE_SKIP 0
 #endif
@@ -268,33 +270,15 @@ struct DecodeWgmma {
           }
         } else {
           // Online softmax (log2 domain); this warp holds whole rows r_lo and r_hi. scale_log2 > 0
-          // (decode.cpp), so the row maximum is taken over the raw scores and scaled once, and
-          // each p = exp2(s * scale_log2 - m) is one FFMA and one MUFU. Keys past a row's limit
-          // (sequence end, causal diagonal) only occur in a segment's last tiles: the others
-          // skip the per-element test. Four independent max chains per row keep the dependent
-          // chain short (one warp per SMSP runs this; nothing else hides its latency).
-          if (k0 + T::kBlockK - 1 > min(key_limit[0], key_limit[1])) {
-#pragma unroll
-            for (int j = 0; j < 8; ++j)
-#pragma unroll
-              for (int e = 0; e < 4; ++e)
-                if (k0 + 8 * j + 2 * c + (e & 1) > key_limit[e >> 1]) s_acc[4 * j + e] = dev::neg_inf();
-          }
-          float m_part[2][4];
-#pragma unroll
-          for (int e = 0; e < 4; ++e) m_part[e >> 1][2 * (e & 1)] = s_acc[e], m_part[e >> 1][2 * (e & 1) + 1] = s_acc[4 + e];
-#pragma unroll
-          for (int j = 2; j < 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              float& m = m_part[e >> 1][2 * (e & 1) + (j & 1)];
-              m = fmaxf(m, s_acc[4 * j + e]);
-            }
+          // (decode.cpp): the row maximum is taken over the raw scores and scaled once, and each
+          // p is one FFMA and one MUFU (softmax_rows.cuh).
+          mask_rows(s_acc, k0, key_limit, c);
+          float m_raw[2];
+          row_max(s_acc, m_raw);
           float neg_m[2];
 #pragma unroll
           for (int i = 0; i < 2; ++i) {
-            const float m_raw = fmaxf(fmaxf(m_part[i][0], m_part[i][1]), fmaxf(m_part[i][2], m_part[i][3]));
-            const float m_new = fmaxf(m_run[i], dev::warp_max_xor<2>(m_raw) * p.scale_log2);
+            const float m_new = fmaxf(m_run[i], m_raw[i] * p.scale_log2);
             const float m_use = m_new == dev::neg_inf() ? 0.f : m_new;
             const float scale = dev::exp2_approx(m_run[i] - m_use);
             if (c == 0) sm.row_scale[i ? r_hi : r_lo] = scale;
@@ -315,8 +299,8 @@ struct DecodeWgmma {
 #pragma unroll
               for (int i = 0; i < 2; ++i) {
                 const float* s2 = s_acc + 4 * (j + h) + 2 * i;
-                const float p0 = dev::exp2_approx(fmaf(s2[0], p.scale_log2, neg_m[i]));
-                const float p1 = dev::exp2_approx(fmaf(s2[1], p.scale_log2, neg_m[i]));
+                const float p0 = exp2_scaled(s2[0], p.scale_log2, neg_m[i]);
+                const float p1 = exp2_scaled(s2[1], p.scale_log2, neg_m[i]);
                 l_part[i] += p0 + p1;
                 packed[2 * h + i] = dev::pack2<T::kElem>(p0, p1);
               }
