@@ -187,6 +187,8 @@ int cmd_first_call() {
   fmt::print("{}\n", json{{"first_call_ms", ms},
                           {"kernel_from", stats.compiled ? "nvrtc" : stats.disk ? "disk cache" : stats.bundle ? "bundle" : "memory"},
                           {"nvrtc_seconds", stats.compile_seconds},
+                          {"lookup_ms", stats.lookup_seconds * 1e3},
+                          {"module_load_ms", stats.load_seconds * 1e3},
                           {"config", check.config_id},
                           {"correct", check.passed()},
                           {"nvrtc_loaded", nvrtc_loaded},

@@ -138,7 +138,9 @@ const Module& get_module(const KernelConfig& config) {
     std::lock_guard lock(mutex);
     if (auto it = modules.find(key); it != modules.end()) return *it->second;
   }
+  const auto t0 = std::chrono::steady_clock::now();
   const Binary binary = get_binary(config);
+  const auto t1 = std::chrono::steady_clock::now();
   auto m = std::make_unique<Module>();
   m->config = config;
   FLASHMLA_CU(d.cuModuleLoadData(&m->module, binary.cubin.data()));
@@ -150,6 +152,12 @@ const Module& get_module(const KernelConfig& config) {
                                    static_cast<int>(config.shared_bytes())));
   FLASHMLA_CU(d.cuFuncSetAttribute(m->metadata, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                    static_cast<int>(info.max_shared_optin)));
+  {
+    const auto t2 = std::chrono::steady_clock::now();
+    std::lock_guard stats_lock(g_stats_mutex);
+    g_stats.lookup_seconds += std::chrono::duration<double>(t1 - t0).count();
+    g_stats.load_seconds += std::chrono::duration<double>(t2 - t1).count();
+  }
   std::lock_guard lock(mutex);
   auto [it, inserted] = modules.try_emplace(key, std::move(m));
   if (!inserted) FLASHMLA_CU(d.cuModuleUnload(m->module));  // another thread loaded it first

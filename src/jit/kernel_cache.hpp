@@ -23,6 +23,8 @@ struct Binary {
 struct LookupStats {
   int bundle = 0, memory = 0, disk = 0, compiled = 0;
   double compile_seconds = 0;  // NVRTC time of the compiled ones
+  double lookup_seconds = 0;   // get_module: finding the binary (bundle, memory, disk or NVRTC)
+  double load_seconds = 0;     // get_module: cuModuleLoadData, functions and their attributes
 };
 LookupStats lookup_stats();
 

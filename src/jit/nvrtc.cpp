@@ -2,6 +2,9 @@
 #include "jit/cubin_info.hpp"
 
 #include <dlfcn.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <fmt/format.h>
 #include <nvrtc.h>
 
@@ -12,6 +15,9 @@
 #include <mutex>
 
 #include "codegen/embedded.hpp"
+#include "core/sha256.hpp"
+#include "jit/disk_cache.hpp"
+#include <nlohmann/json.hpp>
 #include "flashmla/error.hpp"
 
 namespace flashmla::jit {
@@ -28,6 +34,7 @@ struct Nvrtc {
   decltype(&::nvrtcDestroyProgram) destroy = nullptr;
   decltype(&::nvrtcGetErrorString) error_string = nullptr;
   std::string error;
+  std::string path;  // the file dlopen loaded (resolved)
 };
 
 Nvrtc load() {
@@ -72,6 +79,11 @@ Nvrtc load() {
   sym(n.cubin, "nvrtcGetCUBIN");
   sym(n.destroy, "nvrtcDestroyProgram");
   sym(n.error_string, "nvrtcGetErrorString");
+  Dl_info info{};
+  if (n.version && dladdr(reinterpret_cast<void*>(n.version), &info) && info.dli_fname) {
+    char resolved[PATH_MAX];
+    n.path = realpath(info.dli_fname, resolved) ? resolved : info.dli_fname;
+  }
   return n;
 }
 
@@ -93,10 +105,64 @@ bool nvrtc_available(std::string* why_not) {
   }
 }
 
+// The NVRTC version is part of every disk-cache key, but loading libnvrtc to ask it costs ~8 ms,
+// most of a warm start. So a process that loads it leaves a memo in the cache folder: the file it
+// loaded (resolved path, size, mtime) and its version, filed under what steers load()'s search
+// (the variables it reads, LD_LIBRARY_PATH, this library's and the executable's files, the
+// loader cache). A later process with the same inputs whose memo file is unchanged takes the
+// version from the memo and loads no NVRTC until it compiles.
+namespace {
+std::string file_stamp(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || stat(path.c_str(), &st) != 0) return "-";
+  return fmt::format("{}:{}.{}", static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtim.tv_sec),
+                     static_cast<long long>(st.st_mtim.tv_nsec));
+}
+
+std::string memo_key() {
+  Sha256 h;
+  h.field("flashmla-nvrtc-memo-v1");
+  for (const char* var : {"FLASHMLA_NVRTC_LIBRARY", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH"}) {
+    const char* v = std::getenv(var);
+    h.field(var).field(v ? v : "");
+  }
+  char buf[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  const std::string exe = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+  Dl_info self{};
+  const std::string lib = dladdr(reinterpret_cast<void*>(&file_stamp), &self) && self.dli_fname ? self.dli_fname : "";
+  h.field(exe).field(file_stamp(exe)).field(lib).field(file_stamp(lib)).field(file_stamp("/etc/ld.so.cache"));
+  return h.hex_digest();
+}
+
+std::optional<std::string> memo_version(const DiskCache& cache, const std::string& key) {
+  const auto payload = cache.load(key);
+  if (!payload) return std::nullopt;
+  try {
+    const auto memo = nlohmann::json::parse(*payload);
+    if (file_stamp(memo.at("path")) != memo.at("stamp").get<std::string>()) return std::nullopt;
+    return memo.at("version").get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+}  // namespace
+
 std::string nvrtc_version() {
+  static std::mutex mutex;
+  static std::string known;
+  std::lock_guard lock(mutex);
+  if (!known.empty()) return known;
+  const DiskCache cache(DiskCache::default_dir());
+  const std::string key = memo_key();
+  if (auto v = memo_version(cache, key)) return known = *v;
+  const Nvrtc& n = nvrtc();
   int major = 0, minor = 0;
-  nvrtc().version(&major, &minor);
-  return fmt::format("{}.{}", major, minor);
+  n.version(&major, &minor);
+  known = fmt::format("{}.{}", major, minor);
+  if (!n.path.empty())
+    cache.store(key, nlohmann::json{{"path", n.path}, {"stamp", file_stamp(n.path)}, {"version", known}}.dump());
+  return known;
 }
 
 int CompileOutput::max_spill_bytes() const {
