@@ -31,9 +31,11 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 // A bundle kernel. Its bytes are read and checked against the manifest's sha256 on first
-// use, so that loading a bundle of hundreds of kernels costs a stat per file, not a hash.
+// use, so that loading a bundle of hundreds of kernels costs a stat per file, not a hash; its
+// config and resource report are parsed (and the config checked against config_id) then too.
 struct Entry {
-  KernelConfig config;
+  std::string config_id;
+  json config, resources;  // the manifest's objects, parsed on first use
   std::string source_hash;
   std::string origin, file, sha256;
   std::size_t bytes = 0;
@@ -85,7 +87,7 @@ bool add_bundle(const std::string& origin, const std::string& manifest_text,
   }
   std::vector<Entry> entries;
   std::set<std::string> archs;
-  for (const json& k : manifest.at("kernels")) {
+  for (json& k : manifest.at("kernels")) {
     const std::string file = k.at("file");
     const std::size_t expected = k.at("bytes");
     const auto size = size_of(file);
@@ -94,10 +96,9 @@ bool add_bundle(const std::string& origin, const std::string& manifest_text,
       throw Error(fmt::format("bundle {}: kernel file {} is truncated or padded: {} bytes, the manifest says {}",
                               origin, file, *size, expected));
     Entry e;
-    e.config = config_from_json(k.at("config"));
-    if (e.config.id() != k.at("config_id").get<std::string>())
-      throw Error(fmt::format("bundle {}: kernel {} has config_id {} but its config reads {}", origin, file,
-                              k.at("config_id").get<std::string>(), e.config.id()));
+    e.config_id = k.at("config_id").get<std::string>();
+    e.config = std::move(k.at("config"));
+    e.resources = std::move(k.at("resources"));
     e.source_hash = k.at("source_hash");
     e.origin = origin;
     e.file = file;
@@ -105,15 +106,12 @@ bool add_bundle(const std::string& origin, const std::string& manifest_text,
     e.bytes = expected;
     e.read = [read, file] { return read(file); };
     e.binary.source = Binary::Source::bundle;
-    for (const json& r : k.at("resources"))
-      e.binary.kernels.push_back({r.at("symbol"), r.at("registers"), r.at("stack"), r.at("spill_stores"),
-                                  r.at("spill_loads")});
-    archs.insert(e.config.arch.name());
+    archs.insert(k.at("arch").get<std::string>());
     entries.push_back(std::move(e));
   }
   Registry& reg = registry();
   std::lock_guard lock(reg.mutex);
-  for (auto& e : entries) reg.by_id.try_emplace(e.config.id(), std::move(e));
+  for (auto& e : entries) reg.by_id.try_emplace(e.config_id, std::move(e));
   reg.origins.push_back(origin);
   reg.archs[origin] = std::move(archs);
   return true;
@@ -179,7 +177,19 @@ std::optional<Binary> find_in_bundles(const KernelConfig& config, const std::str
   const auto it = reg.by_id.find(config.id());
   if (it == reg.by_id.end()) return std::nullopt;
   Entry& e = it->second;
-  if (e.binary.cubin.empty()) {  // first use: read and verify
+  if (e.binary.cubin.empty()) {  // first use: parse, read and verify
+    try {
+      const KernelConfig parsed = config_from_json(e.config);
+      if (parsed.id() != e.config_id)
+        throw Error(fmt::format("bundle {}: kernel {} has config_id {} but its config reads {}", e.origin, e.file,
+                                e.config_id, parsed.id()));
+      e.binary.kernels.clear();
+      for (const json& r : e.resources)
+        e.binary.kernels.push_back({r.at("symbol"), r.at("registers"), r.at("stack"), r.at("spill_stores"),
+                                    r.at("spill_loads")});
+    } catch (const json::exception& ex) {
+      throw Error(fmt::format("bundle {}: kernel {} has a malformed manifest entry ({})", e.origin, e.file, ex.what()));
+    }
     const auto bytes = e.read();
     if (!bytes || bytes->size() != e.bytes)
       throw Error(fmt::format("bundle {}: kernel file {} is missing or truncated ({} bytes, the manifest says {})",
