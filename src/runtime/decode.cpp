@@ -202,6 +202,7 @@ MlaMetadata get_mla_metadata(const DecodeShape& shape, const int32_t* cache_seql
   return md;
 }
 
+// Sized for fp32 partials (decode_mma, decode_seesaw); decode_wgmma's 16-bit ones use half of it.
 std::size_t decode_workspace_size(const DecodeShape& s, const MlaMetadata& md) {
   const std::size_t rows = std::size_t(md.num_splits_max()) * s.s_q * s.h_q;
   return align_up(rows * s.latent_dim * 4, 256) + align_up(rows * 4, 256);

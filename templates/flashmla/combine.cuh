@@ -3,7 +3,10 @@
 // Batches with exactly one split were written by the decode kernel and are skipped;
 // an empty sequence (0 splits) or a row no key reached gives out = 0, lse = +inf.
 //
-// The combine reads n x latent_dim fp32 per row (n up to num_parts, 66 at b 1 on an H100):
+// Partials are fp32, or (kPartial16: decode_wgmma's) the input's 16-bit type, each already
+// divided by its own row sum, so |o_i| <= max |V| (no overflow) and its rounding is that of the
+// output itself.
+// The combine reads n x latent_dim values per row (n up to num_parts, 66 at b 1 on an H100):
 // it is bound by how many loads are in flight, not by arithmetic. So a CTA works on one row
 // at a time with all its threads: thread t owns the 4 columns [4 c, 4 c + 4), c = t %
 // kThreadsPerRow, and sums the splits i = g, g + kGroups, ... (g = t / kThreadsPerRow),
@@ -15,9 +18,18 @@
 
 namespace flashmla {
 
+template <bool kPartial16>
+struct PartialChunk {
+  using type = float4;
+};
+template <>
+struct PartialChunk<true> {
+  using type = uint2;
+};
+
 // kThreads and kMaxSplits come from the host (codegen.hpp: kCombineThreads, kCombineMaxSplits);
 // a batch has at most one split per partition, and decode.cpp keeps num_parts <= kMaxSplits.
-template <int kLatent, dev::Elem kElem, int kThreads, int kMaxSplits>
+template <int kLatent, dev::Elem kElem, int kThreads, int kMaxSplits, bool kPartial16>
 __device__ __forceinline__ void combine_kernel(const CombineParams& p) {
   constexpr int kThreadsPerRow = kLatent / 4;
   constexpr int kGroups = kThreads / kThreadsPerRow;
@@ -53,12 +65,25 @@ __device__ __forceinline__ void combine_kernel(const CombineParams& p) {
 
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
     if (lse != dev::pos_inf()) {
-      const float4* src = reinterpret_cast<const float4*>(p.o_accum + first * kLatent) + c;
-      const long long split_stride = rows * (kLatent / 4);  // float4s from split i to i + 1
-      auto add = [&](float w, float4 v) { acc.x += w * v.x, acc.y += w * v.y, acc.z += w * v.z, acc.w += w * v.w; };
+      // This thread's 4 columns of split i: a float4, or 4 16-bit values (a uint2).
+      using Chunk = typename PartialChunk<kPartial16>::type;
+      const Chunk* src = reinterpret_cast<const Chunk*>(reinterpret_cast<const char*>(p.o_accum) +
+                                                        first * kLatent * (kPartial16 ? 2 : 4)) +
+                         c;
+      const long long split_stride = rows * (kLatent / 4);  // chunks from split i to i + 1
+      auto add = [&](float w, Chunk v) {
+        float4 f;
+        if constexpr (kPartial16) {
+          dev::unpack2<kElem>(v.x, f.x, f.y);
+          dev::unpack2<kElem>(v.y, f.z, f.w);
+        } else {
+          f = v;
+        }
+        acc.x += w * f.x, acc.y += w * f.y, acc.z += w * f.z, acc.w += w * f.w;
+      };
       int i = g;
       for (; i + (kUnroll - 1) * kGroups < n; i += kUnroll * kGroups) {  // kUnroll loads in flight
-        float4 v[kUnroll];
+        Chunk v[kUnroll];
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) v[u] = __ldg(src + (i + u * kGroups) * split_stride);
 #pragma unroll

@@ -22,7 +22,8 @@ struct DecodeParams {
   void* out;                 // [b, s_q, h_q, latent_dim], input dtype
   long long o_stride_b, o_stride_s, o_stride_h;
   float* lse;          // [b, h_q, s_q], contiguous, natural log
-  float* o_accum;      // [num_splits_total, s_q, h_q, latent_dim] fp32, normalised partials
+  float* o_accum;      // [num_splits_total, s_q, h_q, latent_dim] normalised partials: fp32, or
+                       // the input's 16-bit type for decode_wgmma (combine.cuh)
   float* lse_accum;    // [num_splits_total, s_q, h_q] fp32, natural log (-inf: no key seen)
   const int* sched;    // [num_parts, kSchedWords]
   const int* split_offsets;  // [b + 1], exclusive prefix sum of the splits per batch
@@ -50,7 +51,7 @@ struct CombineParams {
   void* out;  // [b, s_q, h_q, latent_dim]
   long long o_stride_b, o_stride_s, o_stride_h;
   float* lse;                   // [b, h_q, s_q]
-  const float* o_accum;         // [num_splits_total, s_q, h_q, latent_dim]
+  const float* o_accum;         // [num_splits_total, s_q, h_q, latent_dim], fp32 or 16-bit (kPartial16)
   const float* lse_accum;       // [num_splits_total, s_q, h_q]
   const int* split_offsets;     // [b + 1]
   int b, s_q, h_q;
