@@ -81,7 +81,7 @@ extern "C" __global__ void __launch_bounds__({metadata_threads})
       fmt::arg("id", c.id()), fmt::arg("decode_part", decode_part(c, elem)), fmt::arg("latent", c.latent_dim),
       fmt::arg("elem", elem), fmt::arg("combine", kCombineSymbol), fmt::arg("metadata", kMetadataSymbol),
       fmt::arg("combine_threads", kCombineThreads), fmt::arg("combine_max_splits", kCombineMaxSplits),
-      fmt::arg("partial16", c.family == Family::decode_wgmma ? "true" : "false"),
+      fmt::arg("partial16", c.family == Family::decode_wgmma ? "FLASHMLA_WGMMA_PARTIAL16 != 0" : "false"),
       fmt::arg("combine_min_ctas", kCombineMinCtasPerSm), fmt::arg("metadata_threads", kMetadataThreads));
 }
 

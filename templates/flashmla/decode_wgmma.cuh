@@ -46,6 +46,13 @@
 #define FLASHMLA_TIMELINE 0
 #endif
 
+// Split partials in the input's 16-bit type (1, the default) or fp32 (0): FLASHMLA_NVRTC_DEFINES=
+// "FLASHMLA_WGMMA_PARTIAL16=0" trades the small-batch speed back for the last bits of accuracy
+// (README, bench/NOTES.md). The combine of the unit reads the same form (codegen.cpp).
+#ifndef FLASHMLA_WGMMA_PARTIAL16
+#define FLASHMLA_WGMMA_PARTIAL16 1
+#endif
+
 namespace flashmla {
 
 template <int kStages_, int kPageSize_, dev::Elem kElem_>
@@ -360,7 +367,7 @@ struct DecodeWgmma {
     __syncthreads();
     // Q and the K/V stages (contiguous in the plan) are no longer read: they stage the output.
     static_assert(T::kRowsBytes * (1 + T::kStages) >= kStagedBytes<T::kLatent>, "the stage fits in Q + K/V");
-    wgmma_store_staged<T::kElem, T::kLatent>(p, sm.q, {sm.row_sum[r_lo], sm.row_sum[r_hi]},
+    wgmma_store_staged<T::kElem, T::kLatent, FLASHMLA_WGMMA_PARTIAL16 != 0>(p, sm.q, {sm.row_sum[r_lo], sm.row_sum[r_hi]},
                                              {sm.row_m[r_lo], sm.row_m[r_hi]}, row0, rows_total, hpk, kv_head, wg, tid,
                                              bi, split_idx, n_splits, o, r_lo, r_hi);
 #if FLASHMLA_TIMELINE
