@@ -367,9 +367,9 @@ struct DecodeWgmma {
     __syncthreads();
     // Q and the K/V stages (contiguous in the plan) are no longer read: they stage the output.
     static_assert(T::kRowsBytes * (1 + T::kStages) >= kStagedBytes<T::kLatent>, "the stage fits in Q + K/V");
-    wgmma_store_staged<T::kElem, T::kLatent, FLASHMLA_WGMMA_PARTIAL16 != 0>(p, sm.q, {sm.row_sum[r_lo], sm.row_sum[r_hi]},
-                                             {sm.row_m[r_lo], sm.row_m[r_hi]}, row0, rows_total, hpk, kv_head, wg, tid,
-                                             bi, split_idx, n_splits, o, r_lo, r_hi);
+    wgmma_store_staged<T::kElem, T::kLatent, FLASHMLA_WGMMA_PARTIAL16 != 0>(
+        p, sm.q, {sm.row_sum[r_lo], sm.row_sum[r_hi]}, {sm.row_m[r_lo], sm.row_m[r_hi]}, row0, rows_total, hpk,
+        kv_head, wg, tid, bi, split_idx, n_splits, o, r_lo, r_hi);
 #if FLASHMLA_TIMELINE
     tl[3] = clock64();
     if (timeline_cta())
