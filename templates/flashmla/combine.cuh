@@ -81,17 +81,15 @@ __device__ __forceinline__ void combine_kernel(const CombineParams& p) {
         }
         acc.x += w * f.x, acc.y += w * f.y, acc.z += w * f.z, acc.w += w * f.w;
       };
-      // Up to kUnroll loads in flight, the last round predicated: a row of few splits (n ~ 8 at
-      // b 8) then costs one round trip, not one per split.
-      for (int i = g; i < n; i += kUnroll * kGroups) {
+      int i = g;
+      for (; i + (kUnroll - 1) * kGroups < n; i += kUnroll * kGroups) {  // kUnroll loads in flight
         Chunk v[kUnroll];
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
-          if (i + u * kGroups < n) v[u] = __ldg(src + (i + u * kGroups) * split_stride);
+        for (int u = 0; u < kUnroll; ++u) v[u] = __ldg(src + (i + u * kGroups) * split_stride);
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
-          if (i + u * kGroups < n) add(__expf(lse_split[i + u * kGroups] - lse), v[u]);
+        for (int u = 0; u < kUnroll; ++u) add(__expf(lse_split[i + u * kGroups] - lse), v[u]);
       }
+      for (; i < n; i += kGroups) add(__expf(lse_split[i] - lse), __ldg(src + i * split_stride));
     }
     if (g > 0) partial[g - 1][c] = acc;
     __syncthreads();
