@@ -140,6 +140,29 @@ TEST_CASE("a corrupt or truncated bundle is an error naming the file", "[bundle]
   CHECK_THAT(load_error(dir.path()), Contains("manifest.json is not valid JSON"));
 }
 
+TEST_CASE("a manifest entry whose config does not read as its config_id fails on first use", "[bundle]") {
+  SKIP_WITHOUT_NVRTC();
+  TempDir dir;
+  auto configs = configs_for(16);
+  for (auto& c : configs) c.num_stages = 1;  // ids of its own (every page size is taken)
+  for (const auto& c : configs) REQUIRE_FALSE(c.invalid_reason());
+  make_bundle(dir.path(), configs);
+  // Entries are parsed lazily (a bundle of hundreds loads fast): the mismatch is found when the
+  // kernel is looked up, and names the file; the other kernels stay usable.
+  auto manifest = nlohmann::json::parse(slurp(dir.path() / "manifest.json"));
+  for (auto& k : manifest["kernels"])
+    if (k["config_id"] == configs[1].id()) k["config"]["num_warps"] = configs[1].num_warps == 4 ? 8 : 4;
+  spit(dir.path() / "manifest.json", manifest.dump());
+  REQUIRE(load_error(dir.path()).empty());
+  CHECK(jit::get_binary(configs[0]).source == jit::Binary::Source::bundle);
+  try {
+    jit::get_binary(configs[1]);
+    FAIL("a mismatched manifest entry was used");
+  } catch (const flashmla::Error& e) {
+    CHECK_THAT(std::string(e.what()), Contains(configs[1].id() + ".cubin") && Contains("config_id"));
+  }
+}
+
 TEST_CASE("a bundle made by another library version is skipped", "[bundle]") {
   SKIP_WITHOUT_NVRTC();
   TempDir dir;
