@@ -104,12 +104,7 @@ struct DecodeSeesaw {
   // ---- loads ----------------------------------------------------------------------------------
   // Cache blocks of the boxes of the 64-key block at k0 (-1: past k_end, not loaded).
   __device__ void fetch_pages(int bi, int k0, int k_end, int (&pg)[T::kBoxes]) const {
-    const int* table = p.block_table + bi * p.block_table_stride;
-#pragma unroll
-    for (int i = 0; i < T::kBoxes; ++i) {
-      const int pos = k0 + i * T::kBoxRows;
-      pg[i] = pos < k_end ? table[pos / T::kPageSize] : -1;
-    }
+    tile_pages<T::kBoxes, T::kBoxRows, T::kPageSize>(p, bi, k0, k_end, pg);
   }
   // The pages of the next pair, spread over warp 0's lanes (one register each, fetched early so
   // the block table's latency stays off the loads' path): lane j * kBoxes + i holds the cache

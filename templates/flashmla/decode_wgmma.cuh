@@ -120,12 +120,7 @@ struct DecodeWgmma {
   // Thread kLoader: the cache blocks of the boxes of the tile at k0 (-1: past k_end, not loaded),
   // fetched a tile ahead of load_kv, so the table's latency stays off the load's path.
   __device__ void fetch_pages(int bi, int k0, int k_end, int (&pg)[T::kBoxes]) const {
-    const int* table = p.block_table + bi * p.block_table_stride;
-#pragma unroll
-    for (int i = 0; i < T::kBoxes; ++i) {
-      const int pos = k0 + i * T::kBoxRows;
-      pg[i] = pos < k_end ? table[pos / T::kPageSize] : -1;
-    }
+    tile_pages<T::kBoxes, T::kBoxRows, T::kPageSize>(p, bi, k0, k_end, pg);
   }
 
   // Thread kLoader: the tile at k0 into stage `stage`; the barrier expects the bytes of the boxes

@@ -23,4 +23,16 @@ __device__ __forceinline__ void for_each_segment(const DecodeParams& p, Cta& cta
   }
 }
 
+// The cache blocks of the kBoxes TMA boxes (kBoxRows keys each) of the tile of keys starting at
+// k0 in batch bi: -1 for a box past k_end, which is not loaded.
+template <int kBoxes, int kBoxRows, int kPageSize>
+__device__ __forceinline__ void tile_pages(const DecodeParams& p, int bi, int k0, int k_end, int (&pg)[kBoxes]) {
+  const int* table = p.block_table + bi * p.block_table_stride;
+#pragma unroll
+  for (int i = 0; i < kBoxes; ++i) {
+    const int pos = k0 + i * kBoxRows;
+    pg[i] = pos < k_end ? table[pos / kPageSize] : -1;
+  }
+}
+
 }  // namespace flashmla
