@@ -58,8 +58,11 @@ int q_tiles(const DecodeShape& s, const KernelConfig& c) {
 int num_parts_for(const DecodeShape& s, const KernelConfig& c) {
   const int sms = jit::current_device_info().sm_count;
   const int parts = std::clamp(sms / (s.h_kv * q_tiles(s, c)), 1, codegen::kCombineMaxSplits);
-  const char* env = std::getenv("FLASHMLA_NUM_PARTS");  // experiment knob (bench/NOTES.md)
-  return env && *env && std::atoi(env) > 0 ? std::min(std::atoi(env), parts) : parts;
+  static const int cap = [] {  // FLASHMLA_NUM_PARTS (README), read once: this runs every step
+    const char* env = std::getenv("FLASHMLA_NUM_PARTS");
+    return env && *env && std::atoi(env) > 0 ? std::atoi(env) : 0;
+  }();
+  return cap > 0 ? std::min(cap, parts) : parts;
 }
 
 void launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned threads, unsigned smem, CUstream stream,
