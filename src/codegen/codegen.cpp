@@ -24,20 +24,6 @@ extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
 )",
         fmt::arg("page", c.page_size), fmt::arg("elem", elem), fmt::arg("smem", c.shared_bytes()),
         fmt::arg("decode", kDecodeSymbol));
-  if (c.family == Family::decode_wgmma && c.num_warps == 12)
-    return fmt::format(
-        R"(#include "flashmla/decode_wgmma_rq.cuh"
-
-using Traits = flashmla::DecodeWgmmaRqTraits</*page_size*/ {page}, {elem}>;
-static_assert(sizeof(Traits::SharedPlan) == {smem}, "host and device shared-memory plans disagree");
-
-extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
-{decode}(const __grid_constant__ flashmla::DecodeParams params) {{
-  flashmla::decode_wgmma_rq_kernel<Traits>(params);
-}}
-)",
-        fmt::arg("page", c.page_size), fmt::arg("elem", elem), fmt::arg("smem", c.shared_bytes()),
-        fmt::arg("decode", kDecodeSymbol));
   if (c.family == Family::decode_wgmma)
     return fmt::format(
         R"(#include "flashmla/decode_wgmma.cuh"

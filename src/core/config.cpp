@@ -120,11 +120,8 @@ int warps_m(const KernelConfig& c) { return std::min(c.block_size_q / 16, c.num_
 
 std::size_t KernelConfig::shared_bytes() const {
   if (family == Family::decode_wgmma) {
-    // DecodeWgmmaRqTraits::SharedPlan (w12): num_stages K/V tiles of 9 x 8 KB, Q's rope tile
-    // (8 KB), four fp32 row arrays, the mbarriers and 3 ints, rounded up to 1024 bytes.
-    if (num_warps == 12) return 73728 * std::size_t(num_stages) + 8192 + 2048;
-    // DecodeWgmmaTraits::SharedPlan (w8): Q and num_stages K/V tiles of 9 x 8 KB, the 8 KB P
-    // tile, three fp32 row arrays, the whole rounded up to its 1024-byte alignment.
+    // DecodeWgmmaTraits::SharedPlan: Q and num_stages K/V tiles of 9 x 8 KB, the 8 KB P tile,
+    // three fp32 row arrays, the whole rounded up to its 1024-byte alignment.
     return 73728 * (1 + std::size_t(num_stages)) + 8192 + 1024;
   }
   if (family == Family::decode_seesaw) {
@@ -146,20 +143,15 @@ namespace {
 // The Hopper families (decode_wgmma, decode_seesaw) share their limits but the tile shape: sm_90a
 // (wgmma, TMA), latent 512 + rope 64, q64-k64-w8 tiles, pages of 16-128 (TMA boxes of one page),
 // and the shared-memory plan within the block limit; num_stages from min_stages to 2.
-// decode_wgmma also has the layout q64-k64-w12-s3 (Q in registers, decode_wgmma_rq.cuh).
 std::optional<std::string> hopper_invalid_reason(const KernelConfig& c, const char* name, int min_stages,
                                                  const char* tile_note) {
-  const bool w12 = c.family == Family::decode_wgmma && c.num_warps == 12;
   if (!(c.arch.sm == 90 && c.arch.accel))
     return fmt::format("{} needs sm_90a (wgmma, TMA), not {}", name, c.arch.name());
   if (c.latent_dim != 512 || c.rope_dim != 64)
     return fmt::format("{} supports latent_dim 512 with rope_dim 64 only, not {} + {}", name, c.latent_dim,
                        c.rope_dim);
-  if (w12 && (c.block_size_q != 64 || c.block_size_k != 64 || c.num_stages != 3))
-    return fmt::format("{} with 12 warps has fixed tiles q64-k64-w12-s3, not q{}-k{}-w12-s{}", name,
-                       c.block_size_q, c.block_size_k, c.num_stages);
-  if (!w12 && (c.block_size_q != 64 || c.block_size_k != 64 || c.num_warps != 8 || c.num_stages < min_stages ||
-               c.num_stages > 2))
+  if (c.block_size_q != 64 || c.block_size_k != 64 || c.num_warps != 8 || c.num_stages < min_stages ||
+      c.num_stages > 2)
     return fmt::format("{} has fixed tiles q64-k64-w8-s{}{}, not q{}-k{}-w{}-s{}", name,
                        min_stages == 2 ? "2" : "1/2", tile_note, c.block_size_q, c.block_size_k, c.num_warps,
                        c.num_stages);

@@ -79,71 +79,33 @@ __device__ __forceinline__ void wgmma_store(const DecodeParams& p, const float (
 template <int kLatent>
 inline constexpr int kStagedBytes = 64 * (kLatent * 4 + 32);
 
-// Where the staged rows go, and how they are laid out in the stage.
-template <int kLatent, bool kPartial16>
-struct StagedRows {
-  const DecodeParams& p;
-  int row0, rows_total, hpk, kv_head, bi, split_idx, n_splits;
-  __device__ bool direct() const { return n_splits == 1; }
-  __device__ bool wide() const { return !direct() && !kPartial16; }  // an fp32 partial
-  __device__ int stride() const { return wide() ? kLatent * 4 + 32 : kLatent * 2 + 16; }
-  __device__ int acc_idx() const { return p.split_offsets[bi] + split_idx; }
-  __device__ void* row_address(int row) const {  // where row (of rows_total) goes
+template <dev::Elem kElem, int kLatent, bool kPartial16>
+__device__ __forceinline__ void wgmma_store_staged(const DecodeParams& p, unsigned char* stage, const float (&row_sum)[2],
+                                                   const float (&row_m)[2], int row0, int rows_total, int hpk,
+                                                   int kv_head, int wg, int tid, int bi, int split_idx, int n_splits,
+                                                   const float (&o)[128], int r_lo, int r_hi) {
+  using u16 = dev::u16;
+  using u32 = dev::u32;
+  const int c = tid % 4;
+  const bool direct = n_splits == 1;
+  // Rows of kLatent 16-bit values: the output, or (kPartial16) a partial in the input's type
+  // (combine.cuh), half the bytes of an fp32 partial: at b <= 8 all CTAs write theirs at once and
+  // that burst cost ~4 us of the decode (bench/NOTES.md).
+  const bool wide = !direct && !kPartial16;  // an fp32 partial
+  const int stride = wide ? kLatent * 4 + 32 : kLatent * 2 + 16;
+  const int acc_idx = p.split_offsets[bi] + split_idx;
+  auto row_address = [&](int row) -> void* {  // where row (of rows_total) goes
     const int s = row / hpk, h = kv_head * hpk + row % hpk;
-    if (direct()) return static_cast<dev::u16*>(p.out) + bi * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h;
-    const long long index = ((static_cast<long long>(acc_idx()) * p.s_q + s) * p.h_q + h) * kLatent;
-    return kPartial16 ? static_cast<void*>(reinterpret_cast<dev::u16*>(p.o_accum) + index) : p.o_accum + index;
-  }
-};
-
-// This thread's rows r_lo and r_hi of warpgroup wg's 256 columns of O, divided by their row
-// sums, into the stage (an empty row: 0).
-template <dev::Elem kElem, int kLatent, bool kPartial16>
-__device__ __forceinline__ void stage_o(const StagedRows<kLatent, kPartial16>& dst_rows, unsigned char* stage,
-                                        const float (&row_sum)[2], int wg, int lane, const float (&o)[128], int r_lo,
-                                        int r_hi) {
-  using u32 = dev::u32;
-  const int c = lane % 4;
-  const bool wide = dst_rows.wide();
-  const int stride = dst_rows.stride();
+    if (direct) return static_cast<u16*>(p.out) + bi * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h;
+    const long long index = ((static_cast<long long>(acc_idx) * p.s_q + s) * p.h_q + h) * kLatent;
+    return kPartial16 ? static_cast<void*>(reinterpret_cast<u16*>(p.o_accum) + index) : p.o_accum + index;
+  };
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = half ? r_hi : r_lo;
-    if (dst_rows.row0 + r >= dst_rows.rows_total) continue;
-    const float inv_l = row_sum[half] == 0.f ? 0.f : 1.f / row_sum[half];
-    const int col0 = 256 * wg + 2 * c;
-    unsigned char* dst = stage + r * stride;
-    if (wide) {
-#pragma unroll
-      for (int j = 0; j < 32; ++j)
-        *reinterpret_cast<float2*>(dst + 4 * (col0 + 8 * j)) =
-            make_float2(o[4 * j + 2 * half] * inv_l, o[4 * j + 2 * half + 1] * inv_l);
-    } else {
-#pragma unroll
-      for (int j = 0; j < 32; ++j)
-        *reinterpret_cast<u32*>(dst + 2 * (col0 + 8 * j)) =
-            dev::pack2<kElem>(o[4 * j + 2 * half] * inv_l, o[4 * j + 2 * half + 1] * inv_l);
-    }
-  }
-}
-
-// Part 1: this thread's rows r_lo and r_hi of warpgroup wg's 256 columns of O, divided by their
-// row sums, into the stage (and the lse, by warpgroup 0's quad leaders).
-template <dev::Elem kElem, int kLatent, bool kPartial16>
-__device__ __forceinline__ void stage_rows(const StagedRows<kLatent, kPartial16>& dst_rows, unsigned char* stage,
-                                           const float (&row_sum)[2], const float (&row_m)[2], int wg, int lane,
-                                           const float (&o)[128], int r_lo, int r_hi) {
-  using u32 = dev::u32;
-  const DecodeParams& p = dst_rows.p;
-  const int c = lane % 4;
-  const bool direct = dst_rows.direct(), wide = dst_rows.wide();
-  const int stride = dst_rows.stride();
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int r = half ? r_hi : r_lo;
-    const int row = dst_rows.row0 + r;
-    if (row >= dst_rows.rows_total) continue;
-    const auto [inv_l, lse, s, h] = out_row(row_sum[half], row_m[half], row, dst_rows.hpk, dst_rows.kv_head, direct);
+    const int row = row0 + r;
+    if (row >= rows_total) continue;
+    const auto [inv_l, lse, s, h] = out_row(row_sum[half], row_m[half], row, hpk, kv_head, direct);
     const int col0 = 256 * wg + 2 * c;
     unsigned char* dst = stage + r * stride;
     if (wide) {
@@ -159,46 +121,29 @@ __device__ __forceinline__ void stage_rows(const StagedRows<kLatent, kPartial16>
     }
     if (wg == 0 && c == 0) {
       if (direct)
-        p.lse[(static_cast<long long>(dst_rows.bi) * p.h_q + h) * p.s_q + s] = lse;
+        p.lse[(static_cast<long long>(bi) * p.h_q + h) * p.s_q + s] = lse;
       else
-        p.lse_accum[(static_cast<long long>(dst_rows.acc_idx()) * p.s_q + s) * p.h_q + h] = lse;
+        p.lse_accum[(static_cast<long long>(acc_idx) * p.s_q + s) * p.h_q + h] = lse;
     }
   }
-}
-
-// Part 2, called by every thread of the CTA (it contains a __syncthreads) once the stage holds
-// all rows: threads 0-63 each copy one row out and return once the copy has read the stage.
-template <int kLatent, bool kPartial16>
-__device__ __forceinline__ void copy_staged_rows(const StagedRows<kLatent, kPartial16>& dst_rows,
-                                                 const unsigned char* stage, int tid) {
   dev::fence_proxy_async_smem();  // the bulk copies read the stage through the async proxy
   __syncthreads();
   if (tid < 64) {
-    if (dst_rows.row0 + tid < dst_rows.rows_total) {
-      void* dst = dst_rows.row_address(dst_rows.row0 + tid);
-      const unsigned char* src = stage + tid * dst_rows.stride();
-      const int bytes = dst_rows.wide() ? kLatent * 4 : kLatent * 2;
+    if (row0 + tid < rows_total) {
+      void* dst = row_address(row0 + tid);
+      const unsigned char* src = stage + tid * stride;
+      const int bytes = wide ? kLatent * 4 : kLatent * 2;
       if (FLASHMLA_PROFILE_SKIP & 512) {
         // profiling: the copies left out (wrong results)
       } else if (reinterpret_cast<unsigned long long>(dst) % 16 == 0) {
         dev::bulk_store(dst, dev::smem_u32(src), bytes);
       } else {
-        for (int k = 0; k < bytes / 4; ++k) static_cast<dev::u32*>(dst)[k] = reinterpret_cast<const dev::u32*>(src)[k];
+        for (int k = 0; k < bytes / 4; ++k) static_cast<u32*>(dst)[k] = reinterpret_cast<const u32*>(src)[k];
       }
     }
     dev::bulk_commit();
     dev::bulk_wait_read();
   }
-}
-
-template <dev::Elem kElem, int kLatent, bool kPartial16>
-__device__ __forceinline__ void wgmma_store_staged(const DecodeParams& p, unsigned char* stage, const float (&row_sum)[2],
-                                                   const float (&row_m)[2], int row0, int rows_total, int hpk,
-                                                   int kv_head, int wg, int tid, int bi, int split_idx, int n_splits,
-                                                   const float (&o)[128], int r_lo, int r_hi) {
-  const StagedRows<kLatent, kPartial16> rows{p, row0, rows_total, hpk, kv_head, bi, split_idx, n_splits};
-  stage_rows<kElem>(rows, stage, row_sum, row_m, wg, tid % 32, o, r_lo, r_hi);
-  copy_staged_rows(rows, stage, tid);
 }
 
 }  // namespace flashmla
