@@ -11,7 +11,8 @@
 // at a time with all its threads: thread t owns the 4 columns [4 c, 4 c + 4), c = t %
 // kThreadsPerRow, and sums the splits i = g, g + kGroups, ... (g = t / kThreadsPerRow),
 // kUnroll of them loaded before any is used; the kGroups partial sums meet in shared memory.
-// Grid (row blocks, batch); a CTA strides over the rows of its batch.
+// Grid (row blocks, batch); a CTA strides over the rows of its batch. A batch of at most kFew
+// splits takes a shorter path: one row per thread group, every load of the row issued at once.
 #pragma once
 #include "flashmla/params.cuh"
 #include "flashmla/ptx.cuh"
@@ -45,6 +46,70 @@ __device__ __forceinline__ void combine_kernel(const CombineParams& p) {
   dev::grid_dependency_wait();  // the decode's partials are complete and visible
   const int t = threadIdx.x, g = t / kThreadsPerRow, c = t % kThreadsPerRow;
   const long long rows = static_cast<long long>(p.s_q) * p.h_q;
+  using Chunk = typename PartialChunk<kPartial16>::type;  // 4 columns: a float4 or 4 16-bit values
+  auto unpack = [](const Chunk& v) {
+    float4 f;
+    if constexpr (kPartial16) {
+      dev::unpack2<kElem>(v.x, f.x, f.y);
+      dev::unpack2<kElem>(v.y, f.z, f.w);
+    } else {
+      f = v;
+    }
+    return f;
+  };
+  // This thread's 4 columns of split 0 of the row whose first partial is `first`.
+  auto partials = [&](long long first) {
+    return reinterpret_cast<const Chunk*>(reinterpret_cast<const char*>(p.o_accum) +
+                                          first * kLatent * (kPartial16 ? 2 : 4)) +
+           c;
+  };
+  // out[row][4c, 4c + 4) = o; the thread of column group 0 also writes lse[row].
+  auto store_row = [&](long long row, const float4& o, float lse) {
+    const int s = static_cast<int>(row / p.h_q), h = static_cast<int>(row % p.h_q);
+    dev::u32* out = reinterpret_cast<dev::u32*>(static_cast<dev::u16*>(p.out) + bi * p.o_stride_b + s * p.o_stride_s +
+                                                h * p.o_stride_h + 4 * c);
+    out[0] = dev::pack2<kElem>(o.x, o.y);
+    out[1] = dev::pack2<kElem>(o.z, o.w);
+    if (c == 0) p.lse[(static_cast<long long>(bi) * p.h_q + h) * p.s_q + s] = lse;
+  };
+
+  // Few splits (n <= kFew: b 8 and up on an H100): the kGroups thread groups take a row each,
+  // and every thread loads all n lse values and its n chunks at once, so a row costs one memory
+  // round trip and no barrier (the general path below needs three per row).
+  constexpr int kFew = kPartial16 ? 12 : 6;
+  if (n <= kFew) {
+    const long long split_stride = rows * (kLatent / 4);  // chunks from split i to i + 1
+    for (long long row = static_cast<long long>(blockIdx.x) * kGroups + g; row < rows;
+         row += static_cast<long long>(gridDim.x) * kGroups) {
+      const long long first = p.split_offsets[bi] * rows + row;
+      const Chunk* src = partials(first);
+      float l[kFew];
+      Chunk v[kFew];
+#pragma unroll
+      for (int i = 0; i < kFew; ++i)
+        if (i < n) l[i] = p.lse_accum[first + i * rows], v[i] = __ldg(src + i * split_stride);
+      float m = dev::neg_inf();
+#pragma unroll
+      for (int i = 0; i < kFew; ++i)
+        if (i < n) m = fmaxf(m, l[i]);
+      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+      float sum = 0.f;
+      if (m != dev::neg_inf()) {
+#pragma unroll
+        for (int i = 0; i < kFew; ++i)
+          if (i < n) {
+            const float w = __expf(l[i] - m);
+            const float4 f = unpack(v[i]);
+            sum += w;
+            acc.x += w * f.x, acc.y += w * f.y, acc.z += w * f.z, acc.w += w * f.w;
+          }
+      }
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;  // a row no key reached: out 0, lse +inf
+      const float lse = sum > 0.f ? m + __logf(sum) : dev::pos_inf();
+      store_row(row, make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv), lse);
+    }
+    return;
+  }
 
   for (int row = blockIdx.x; row < rows; row += gridDim.x) {  // row = s * h_q + h
     const long long first = p.split_offsets[bi] * rows + row;
@@ -65,20 +130,10 @@ __device__ __forceinline__ void combine_kernel(const CombineParams& p) {
 
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
     if (lse != dev::pos_inf()) {
-      // This thread's 4 columns of split i: a float4, or 4 16-bit values (a uint2).
-      using Chunk = typename PartialChunk<kPartial16>::type;
-      const Chunk* src = reinterpret_cast<const Chunk*>(reinterpret_cast<const char*>(p.o_accum) +
-                                                        first * kLatent * (kPartial16 ? 2 : 4)) +
-                         c;
+      const Chunk* src = partials(first);
       const long long split_stride = rows * (kLatent / 4);  // chunks from split i to i + 1
       auto add = [&](float w, Chunk v) {
-        float4 f;
-        if constexpr (kPartial16) {
-          dev::unpack2<kElem>(v.x, f.x, f.y);
-          dev::unpack2<kElem>(v.y, f.z, f.w);
-        } else {
-          f = v;
-        }
+        const float4 f = unpack(v);
         acc.x += w * f.x, acc.y += w * f.y, acc.z += w * f.z, acc.w += w * f.w;
       };
       int i = g;
@@ -99,12 +154,7 @@ __device__ __forceinline__ void combine_kernel(const CombineParams& p) {
         const float4 o = partial[k][c];
         acc.x += o.x, acc.y += o.y, acc.z += o.z, acc.w += o.w;
       }
-      const int s = static_cast<int>(row / p.h_q), h = static_cast<int>(row % p.h_q);
-      dev::u32* out = reinterpret_cast<dev::u32*>(static_cast<dev::u16*>(p.out) + bi * p.o_stride_b +
-                                                  s * p.o_stride_s + h * p.o_stride_h + 4 * c);
-      out[0] = dev::pack2<kElem>(acc.x, acc.y);
-      out[1] = dev::pack2<kElem>(acc.z, acc.w);
-      if (t == 0) p.lse[(static_cast<long long>(bi) * p.h_q + h) * p.s_q + s] = lse;
+      store_row(row, acc, lse);
     }
     __syncthreads();  // lse_split, lse_row and partial are reused by the next row
   }
