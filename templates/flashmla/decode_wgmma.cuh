@@ -35,7 +35,9 @@
 // bit 1 the softmax (P = S, no mask, max or exp), bit 2 the P V wgmma, bit 3 the K/V loads,
 // bit 5 the K/V loads of odd q tiles only (half the L2 -> SM traffic at h_q 128), bit 6 the proxy
 // fence before kPReady, bit 7 the block-table reads in the loop, bit 8 (with bit 1) the P stores,
-// bit 9 the output's bulk copies (wgmma_store.cuh).
+// bit 9 the output's bulk copies (wgmma_store.cuh), bit 10 S's per-column-tile waits, which move
+// to after S (the loads and their traffic stay; their latency leaves S's path: a variant that
+// tells latency from traffic, bench/NOTES.md).
 #ifndef FLASHMLA_PROFILE_SKIP
 #define FLASHMLA_PROFILE_SKIP 0
 #endif
@@ -249,7 +251,7 @@ struct DecodeWgmma {
         dev::wgmma_fence();
 #pragma unroll
         for (int tile = 0; tile < T::kTiles; ++tile) {
-          wait_kv(t % S, tile);
+          if (!(FLASHMLA_PROFILE_SKIP & 1024)) wait_kv(t % S, tile);
 #pragma unroll
           for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 ? 0 : 4); ++ks)
             dev::wgmma_m64n64k16<T::kElem, 0>(
@@ -258,6 +260,9 @@ struct DecodeWgmma {
         }
         dev::wgmma_commit();
         dev::wgmma_wait<0>();
+        if (FLASHMLA_PROFILE_SKIP & 1024)  // profiling: S read the tiles unsynchronized
+#pragma unroll
+          for (int tile = 0; tile < T::kTiles; ++tile) wait_kv(t % S, tile);
         if (k_end - k0 < T::kBlockK) zero_tail_rows(t % S, k_end - k0);
         if (S > 1 && t > 0) dev::named_barrier_sync(kPFree, T::kThreads);  // P(t - 1) read by both
 
