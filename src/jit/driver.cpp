@@ -99,6 +99,9 @@ DeviceInfo describe(int ordinal) {
   int smem = 0;
   FLASHMLA_CU(d.cuDeviceGetAttribute(&smem, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev));
   info.max_shared_optin = static_cast<size_t>(smem);
+  int l2 = 0;
+  FLASHMLA_CU(d.cuDeviceGetAttribute(&l2, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, dev));
+  info.l2_bytes = static_cast<size_t>(l2);
   FLASHMLA_CU(d.cuDeviceTotalMem(&info.total_memory, dev));
   return info;
 }

@@ -44,6 +44,7 @@ struct DeviceInfo {
   int sm_count = 0;
   size_t total_memory = 0;
   size_t max_shared_optin = 0;
+  size_t l2_bytes = 0;
 };
 std::vector<DeviceInfo> list_devices();
 int driver_version();

@@ -42,6 +42,21 @@ int split_overhead_tiles() {
 
 constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
+// decode_wgmma streams K/V with the L2 evict_first policy when a launch reads at most this many
+// bytes of it (the metadata kernel decides from the sequence lengths), the default policy above.
+// A short launch then leaves the lines already in L2 in place, where evicting them would write
+// the dirty ones back while it runs; a long one is better off with the whole L2. Measured on the
+// H100 (bench/NOTES.md): evict_first gains 3-4.5 us at 75-151 MB (b1, b8, b32 h_q16) and loses
+// 1-3.5 % at 302-604 MB (b64, b128 h_q16): the limit is 4 x the L2 size (200 MB there).
+// FLASHMLA_KV_EVICT_FIRST_MB=N sets it (0: never).
+std::size_t evict_first_max_bytes() {
+  static const long long mb = [] {
+    const char* env = std::getenv("FLASHMLA_KV_EVICT_FIRST_MB");
+    return env && *env ? std::max(0LL, std::atoll(env)) : -1LL;
+  }();
+  return mb >= 0 ? std::size_t(mb) << 20 : 4 * jit::current_device_info().l2_bytes;
+}
+
 Arch device_arch() {
   const jit::DeviceInfo info = jit::current_device_info();
   runtime::validate_arch(info.cc_major, info.cc_minor, info.name.c_str());
@@ -201,6 +216,8 @@ MlaMetadata get_mla_metadata(const DecodeShape& shape, const int32_t* cache_seql
   p.block_size_k = config.block_size_k;
   p.overhead_tiles = split_overhead_tiles();
   p.max_seqlen = shape.max_blocks_per_seq * shape.page_size;
+  p.evict_first_max_tiles = static_cast<long long>(
+      evict_first_max_bytes() / (std::size_t(config.block_size_k) * shape.d_qk() * 2 * shape.h_kv));
   launch(module.metadata, 1, 1, 1, codegen::kMetadataThreads, static_cast<unsigned>(shape.b * 4), stream, &p);
   return md;
 }

@@ -85,7 +85,10 @@ struct DecodeWgmmaTraits {
   };
 };
 
-template <class T>
+// kEvictFirst: the K/V loads carry the L2 evict_first policy (decode_wgmma_kernel picks the
+// instantiation per launch from schedule word 5, so the loop holds no flag: a flag read per tile
+// cost 3-4 % at h_q 128, bench/NOTES.md).
+template <class T, bool kEvictFirst>
 struct DecodeWgmma {
   using u32 = dev::u32;
   using u16 = dev::u16;
@@ -126,8 +129,10 @@ struct DecodeWgmma {
   }
 
   // Thread kLoader: the tile at k0 into stage `stage`; the barrier expects the bytes of the boxes
-  // loaded (profiling variants load none and expect none).
+  // loaded (profiling variants load none and expect none). kEvictFirst: with the L2 evict_first
+  // policy, so that the lines already in L2 (often dirty: written back if evicted) stay.
   __device__ void load_kv(int k0, int stage, const int (&pg)[T::kBoxes]) const {
+    const unsigned long long policy = kEvictFirst ? dev::l2_policy_evict_first() : 0ull;
     const bool skip = (FLASHMLA_PROFILE_SKIP & 8) || ((FLASHMLA_PROFILE_SKIP & 32) && blockIdx.x % 2 == 1);
     int boxes = 0;
 #pragma unroll
@@ -138,9 +143,14 @@ struct DecodeWgmma {
       dev::mbarrier_arrive_expect_tx(bar, boxes * T::kBoxRows * 128);
 #pragma unroll
       for (int i = 0; i < T::kBoxes; ++i)
-        if (pg[i] >= 0 && !skip)
-          dev::tma_load_4d(dev::smem_u32(sm.kv[stage] + tile * T::kTileBytes + i * T::kBoxRows * 128), p.k_tmap,
-                           tile * 64, (k0 + i * T::kBoxRows) % T::kPageSize, kv_head, pg[i], bar);
+        if (pg[i] >= 0 && !skip) {
+          const u32 dst = dev::smem_u32(sm.kv[stage] + tile * T::kTileBytes + i * T::kBoxRows * 128);
+          const int row = (k0 + i * T::kBoxRows) % T::kPageSize;
+          if constexpr (kEvictFirst)
+            dev::tma_load_4d_hint(dst, p.k_tmap, tile * 64, row, kv_head, pg[i], bar, policy);
+          else
+            dev::tma_load_4d(dst, p.k_tmap, tile * 64, row, kv_head, pg[i], bar);
+        }
     }
   }
 
@@ -379,11 +389,11 @@ struct DecodeWgmma {
   }
 };
 
-template <class T>
-__device__ __forceinline__ void decode_wgmma_kernel(const DecodeParams& p) {
+template <class T, bool kEvictFirst>
+__device__ __forceinline__ void decode_wgmma_body(const DecodeParams& p) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  DecodeWgmma<T> cta(p, *reinterpret_cast<typename T::SharedPlan*>(smem_raw));
-  if (threadIdx.x == DecodeWgmma<T>::kLoader) {
+  DecodeWgmma<T, kEvictFirst> cta(p, *reinterpret_cast<typename T::SharedPlan*>(smem_raw));
+  if (threadIdx.x == cta.kLoader) {
     dev::prefetch_tensormap(p.k_tmap);
     for (int s = 0; s < T::kStages; ++s)
       for (int j = 0; j < T::kTiles; ++j) dev::mbarrier_init(dev::smem_u32(&cta.sm.full[s][j]), 1);
@@ -403,6 +413,17 @@ __device__ __forceinline__ void decode_wgmma_kernel(const DecodeParams& p) {
     printf("timeline part %d: globaltimer entry %llu exit %llu (ns), clocks %lld\n", blockIdx.y, cta.gtime0, gtime1,
            clock64() - cta.clock0);
 #endif
+}
+
+// Schedule word 5 (metadata.cuh: the launch reads few K/V bytes) selects the instantiation with
+// evict_first K/V loads: a launch-wide choice made from the real lengths. The two copies take the
+// kernel from 229 to 242 registers (no spills), measured 0.3-1.3 % slower on the large launches.
+template <class T>
+__device__ __forceinline__ void decode_wgmma_kernel(const DecodeParams& p) {
+  if (p.sched[blockIdx.y * kSchedWords + 5] != 0)
+    decode_wgmma_body<T, true>(p);
+  else
+    decode_wgmma_body<T, false>(p);
 }
 
 }  // namespace flashmla

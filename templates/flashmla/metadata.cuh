@@ -17,14 +17,15 @@ namespace flashmla {
 
 // Cuts the (batch, tile) sequence into partitions of at most `payload` work; returns how
 // many partitions that takes. Writes the schedule when `write` is set (and the count fits).
-__device__ __forceinline__ int metadata_sweep(const MetadataParams& p, const int* s_tiles, int payload, bool write) {
+__device__ __forceinline__ int metadata_sweep(const MetadataParams& p, const int* s_tiles, int payload, int evict_first,
+                                              bool write) {
   int part = 0, used = 0;
   int begin_b = 0, begin_tile = 0, begin_split = 0, last_b = 0, last_tile = 0;
   int split_sum = 0;
   auto close = [&] {
     if (write) {
       int* w = p.sched + part * kSchedWords;
-      w[0] = begin_b, w[1] = begin_tile, w[2] = last_b, w[3] = last_tile, w[4] = begin_split;
+      w[0] = begin_b, w[1] = begin_tile, w[2] = last_b, w[3] = last_tile, w[4] = begin_split, w[5] = evict_first;
     }
     ++part;
     used = 0;
@@ -54,7 +55,7 @@ __device__ __forceinline__ int metadata_sweep(const MetadataParams& p, const int
     p.split_offsets[p.b] = split_sum;
     for (int empty = part; empty < p.num_parts; ++empty) {
       int* w = p.sched + empty * kSchedWords;
-      w[0] = -1, w[1] = 0, w[2] = -1, w[3] = 0, w[4] = 0;
+      w[0] = -1, w[1] = 0, w[2] = -1, w[3] = 0, w[4] = 0, w[5] = evict_first;
     }
   }
   return part;
@@ -72,12 +73,16 @@ __device__ __forceinline__ void metadata_kernel(const MetadataParams& p, int* s_
   __syncthreads();
   if (threadIdx.x != 0) return;
 
-  long long total = 0;
-  for (int i = 0; i < p.b; ++i) total += s_tiles[i] > 0 ? s_tiles[i] + p.overhead_tiles : 0;
+  long long total = 0, kv_tiles = 0;
+  for (int i = 0; i < p.b; ++i) {
+    total += s_tiles[i] > 0 ? s_tiles[i] + p.overhead_tiles : 0;
+    kv_tiles += s_tiles[i];
+  }
+  const int evict_first = kv_tiles <= p.evict_first_max_tiles;
   const long long ideal = (total + p.num_parts - 1) / p.num_parts;
   int payload = static_cast<int>(ideal > p.overhead_tiles + 1 ? ideal : p.overhead_tiles + 1);
-  while (metadata_sweep(p, s_tiles, payload, false) > p.num_parts) payload += max(1, payload / 16);
-  metadata_sweep(p, s_tiles, payload, true);
+  while (metadata_sweep(p, s_tiles, payload, evict_first, false) > p.num_parts) payload += max(1, payload / 16);
+  metadata_sweep(p, s_tiles, payload, evict_first, true);
 }
 
 }  // namespace flashmla

@@ -7,7 +7,8 @@ namespace flashmla {
 
 // Words per partition in the split-KV schedule (FlashMLA's tile_scheduler_metadata row).
 // [0] begin batch (-1: empty partition), [1] begin tile, [2] end batch (inclusive),
-// [3] end tile (exclusive, in the end batch), [4] split index of the begin batch.
+// [3] end tile (exclusive, in the end batch), [4] split index of the begin batch, [5] 1: load
+// K/V with the L2 evict_first policy (the same in every partition: the launch reads few bytes).
 // Tiles are block_size_k keys.
 constexpr int kSchedWords = 8;
 
@@ -45,6 +46,7 @@ struct MetadataParams {
   int block_size_k;     // keys per schedule tile (the decode kernel's block_size_k)
   int overhead_tiles;   // fixed cost of one split, in tiles (load q, write partial)
   int max_seqlen;       // block_table capacity in keys
+  long long evict_first_max_tiles;  // sched word 5 is 1 when the launch reads at most this many tiles
 };
 
 struct CombineParams {

@@ -28,7 +28,8 @@ struct Schedule {
   std::vector<int> sched, split_offsets;
 };
 
-Schedule run(const std::vector<int>& lens, int num_parts, int block_size_k, int overhead, int max_seqlen) {
+Schedule run(const std::vector<int>& lens, int num_parts, int block_size_k, int overhead, int max_seqlen,
+             long long evict_first_max_tiles = 0) {
   Schedule s;
   s.sched.assign(std::size_t(num_parts) * flashmla::kSchedWords, 12345);
   s.split_offsets.assign(lens.size() + 1, -7);
@@ -42,6 +43,7 @@ Schedule run(const std::vector<int>& lens, int num_parts, int block_size_k, int 
   p.block_size_k = block_size_k;
   p.overhead_tiles = overhead;
   p.max_seqlen = max_seqlen;
+  p.evict_first_max_tiles = evict_first_max_tiles;
   flashmla::metadata_kernel(p, tiles.data());
   return s;
 }
@@ -63,15 +65,20 @@ TEST_CASE("the split-KV schedule covers every tile once, with consistent splits 
       const int kind = std::uniform_int_distribution<int>(0, 9)(rng);
       len = kind == 0 ? 0 : kind == 1 ? 1 : kind == 2 ? 80000 : std::uniform_int_distribution<int>(1, 20000)(rng);
     }
-    CAPTURE(trial, b, num_parts, block_k, overhead);
-    const Schedule s = run(lens, num_parts, block_k, overhead, max_seqlen);
+    const long long evict_first_max = std::uniform_int_distribution<long long>(0, 4000)(rng);
+    CAPTURE(trial, b, num_parts, block_k, overhead, evict_first_max);
+    const Schedule s = run(lens, num_parts, block_k, overhead, max_seqlen, evict_first_max);
 
     std::vector<int> n_tiles(b);
-    long long total = 0;
+    long long total = 0, kv_tiles = 0;
     for (int i = 0; i < b; ++i) {
       n_tiles[i] = (std::min(lens[i], max_seqlen) + block_k - 1) / block_k;
       total += n_tiles[i] > 0 ? n_tiles[i] + overhead : 0;
+      kv_tiles += n_tiles[i];
     }
+    // Word 5, the K/V loads' L2 policy, is the same in every partition, used or not.
+    for (int part = 0; part < num_parts; ++part)
+      REQUIRE(s.sched[std::size_t(part) * flashmla::kSchedWords + 5] == (kv_tiles <= evict_first_max ? 1 : 0));
     std::vector<std::vector<int>> covered(b), splits_seen(b);
     for (int i = 0; i < b; ++i) covered[i].assign(n_tiles[i], 0), splits_seen[i].assign(n_tiles[i] + 1, 0);
     long long max_work = 0;
