@@ -194,6 +194,10 @@ std::vector<std::string> nvrtc_options(const KernelConfig& config) {
       }
     }
   }
+  // Developer knob: FLASHMLA_NVRTC_LINEINFO=1 adds --generate-line-info, so that
+  // compute-sanitizer and profilers name template lines (also part of the cache key).
+  if (const char* lineinfo = std::getenv("FLASHMLA_NVRTC_LINEINFO"); lineinfo && *lineinfo && *lineinfo != '0')
+    options.push_back("--generate-line-info");
   return options;
 }
 
