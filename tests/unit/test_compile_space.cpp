@@ -6,8 +6,10 @@
 // Catch assertions are made on the main thread only.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 #include <random>
 #include <string>
@@ -281,4 +283,22 @@ TEST_CASE("nvrtc_options target the config's arch", "[compile]") {
   found = false;
   for (const auto& o : jit::nvrtc_options(c)) found = found || o == "--gpu-architecture=sm_86";
   CHECK(found);
+}
+
+TEST_CASE("FLASHMLA_NVRTC_LINEINFO adds line info to the options (and so to the cache key)", "[compile]") {
+  KernelConfig c;
+  c.arch = Arch::parse("sm_90a");
+  auto has_lineinfo = [&] {
+    const auto options = jit::nvrtc_options(c);
+    return std::find(options.begin(), options.end(), "--generate-line-info") != options.end();
+  };
+  const char* before = std::getenv("FLASHMLA_NVRTC_LINEINFO");
+  const std::string saved = before ? before : "";
+  setenv("FLASHMLA_NVRTC_LINEINFO", "1", 1);
+  CHECK(has_lineinfo());
+  setenv("FLASHMLA_NVRTC_LINEINFO", "0", 1);
+  CHECK_FALSE(has_lineinfo());
+  unsetenv("FLASHMLA_NVRTC_LINEINFO");
+  CHECK_FALSE(has_lineinfo());
+  if (before) setenv("FLASHMLA_NVRTC_LINEINFO", saved.c_str(), 1);
 }
