@@ -43,7 +43,7 @@ int split_overhead_tiles() {
 constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
 // decode_wgmma streams K/V with the L2 evict_first policy when a launch reads at most this many
-// bytes of it (the metadata kernel decides from the sequence lengths), the default policy above.
+// bytes of it (the metadata kernel decides from the sequence lengths), with the default one above.
 // A short launch then leaves the lines already in L2 in place, where evicting them would write
 // the dirty ones back while it runs; a long one is better off with the whole L2. Measured on the
 // H100 (bench/NOTES.md): evict_first gains 3-4.5 us at 75-151 MB (b1, b8, b32 h_q16) and loses
