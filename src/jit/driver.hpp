@@ -20,7 +20,7 @@ namespace flashmla::jit {
   X(cuStreamCreate) X(cuStreamDestroy) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord)                   \
   X(cuEventSynchronize) X(cuEventElapsedTime) X(cuGetErrorName) X(cuGetErrorString) X(cuStreamBeginCapture)  \
   X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) X(cuGraphDestroy) X(cuGraphExecDestroy)        \
-  X(cuTensorMapEncodeTiled) X(cuOccupancyMaxActiveClusters)
+  X(cuTensorMapEncodeTiled)
 
 struct Driver {
 #define FLASHMLA_DECLARE(name) decltype(&::name) name = nullptr;

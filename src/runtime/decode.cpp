@@ -112,40 +112,6 @@ void launch_programmatic(CUfunction fn, unsigned gx, unsigned gy, unsigned threa
   FLASHMLA_CU(jit::driver().cuLaunchKernelEx(&cfg, fn, args, nullptr));
 }
 
-// Prototype (bench/NOTES.md): FLASHMLA_WGMMA_CLUSTER=2 launches the decode in clusters of 2
-// along the q tiles; the kernel must be compiled with the same define (FLASHMLA_NVRTC_DEFINES).
-int wgmma_cluster() {
-  static const int n = [] {
-    const char* env = std::getenv("FLASHMLA_WGMMA_CLUSTER");
-    return env && *env ? std::atoi(env) : 1;
-  }();
-  return n;
-}
-
-void launch_cluster(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned threads, unsigned smem,
-                    CUstream stream, void* params, unsigned cluster_x) {
-  CUlaunchAttribute attr{};
-  attr.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-  attr.value.clusterDim.x = cluster_x, attr.value.clusterDim.y = 1, attr.value.clusterDim.z = 1;
-  CUlaunchConfig cfg{};
-  cfg.gridDimX = gx, cfg.gridDimY = gy, cfg.gridDimZ = gz;
-  cfg.blockDimX = threads, cfg.blockDimY = 1, cfg.blockDimZ = 1;
-  cfg.sharedMemBytes = smem;
-  cfg.hStream = stream;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  static bool told = false;
-  if (!told) {
-    told = true;
-    int clusters = 0;
-    FLASHMLA_CU(jit::driver().cuOccupancyMaxActiveClusters(&clusters, fn, &cfg));
-    fmt::print(stderr, "flashmla: cluster {} x {} CTAs of {} bytes: at most {} clusters resident\n", cluster_x, 1,
-               smem, clusters);
-  }
-  void* args[] = {params};
-  FLASHMLA_CU(jit::driver().cuLaunchKernelEx(&cfg, fn, args, nullptr));
-}
-
 // The TMA view of k_cache (decode_wgmma, decode_seesaw): 4-D (d_qk, page row, kv head, block), innermost first,
 // strides in bytes; a box is 64 columns (128 bytes, the swizzle span) x min(page_size, 64) rows.
 // validate_args has checked that every stride is a multiple of 8 elements (TMA needs 16 bytes).
@@ -305,16 +271,8 @@ void mla_decode(const DecodeShape& shape, const DecodeArgs& args_in, const MlaMe
   if (c.family == Family::decode_seesaw || c.family == Family::decode_wgmma) encode_k_tmap(shape, a, p.k_tmap);
   // Grid (q tile, partition, kv head): the q tiles of one partition read the same K/V tiles and
   // are launched next to each other, so they run at the same time on nearby SMs and share L2.
-  if (c.family == Family::decode_wgmma && wgmma_cluster() > 1) {
-    if (q_tiles(shape, c) % wgmma_cluster() != 0)
-      throw InvalidArgument(fmt::format("FLASHMLA_WGMMA_CLUSTER={} needs a multiple of that many q tiles, not {}",
-                                        wgmma_cluster(), q_tiles(shape, c)));
-    launch_cluster(module.decode, q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
-                   static_cast<unsigned>(c.shared_bytes()), stream, &p, wgmma_cluster());
-  } else {
-    launch(module.decode, q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
-           static_cast<unsigned>(c.shared_bytes()), stream, &p);
-  }
+  launch(module.decode, q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
+         static_cast<unsigned>(c.shared_bytes()), stream, &p);
 
   CombineParams cp{};
   cp.out = a.out;

@@ -51,12 +51,6 @@
 // Split partials in the input's 16-bit type (1, the default) or fp32 (0): FLASHMLA_NVRTC_DEFINES=
 // "FLASHMLA_WGMMA_PARTIAL16=0" trades the small-batch speed back for the last bits of accuracy
 // (README, bench/NOTES.md). The combine of the unit reads the same form (codegen.cpp).
-// Prototype: FLASHMLA_WGMMA_CLUSTER=2 (with a cluster launch of 2 along the q tiles) multicasts
-// each K/V tile into both CTAs of the pair.
-#ifndef FLASHMLA_WGMMA_CLUSTER
-#define FLASHMLA_WGMMA_CLUSTER 1
-#endif
-
 #ifndef FLASHMLA_WGMMA_PARTIAL16
 #define FLASHMLA_WGMMA_PARTIAL16 1
 #endif
@@ -88,7 +82,6 @@ struct DecodeWgmmaTraits {
     float row_sum[kBlockQ];
     float row_m[kBlockQ];
     unsigned long long full[kStages][kTiles];  // mbarriers: column tile j of a stage has landed
-    unsigned long long peer_free[kStages];     // cluster: the other CTA's stage s is free (1 arrival)
   };
 };
 
@@ -127,9 +120,6 @@ struct DecodeWgmma {
   // stage's mbarrier. (cp.async, 4608 16-byte copies per tile, kept one tile in flight per SM
   // from landing in time: bench/NOTES.md.)
   static constexpr int kLoader = 128;
-  static constexpr int kCluster = FLASHMLA_WGMMA_CLUSTER;
-  static_assert(kCluster == 1 || (kCluster == 2 && T::kStages == 2), "a cluster of 2 needs 2 stages");
-  u32 free_phase = 0;  // thread kLoader, kCluster 2: bit s is the parity of peer_free[s]'s next phase
   u32 phase = 0;  // bit s: the parity stage s's barriers complete next (next_load flips it per load)
 
   // Thread kLoader: the cache blocks of the boxes of the tile at k0 (-1: past k_end, not loaded),
@@ -142,7 +132,6 @@ struct DecodeWgmma {
   // loaded (profiling variants load none and expect none). kEvictFirst: with the L2 evict_first
   // policy, so that the lines already in L2 (often dirty: written back if evicted) stay.
   __device__ void load_kv(int k0, int stage, const int (&pg)[T::kBoxes]) const {
-    const u32 rank = kCluster > 1 ? dev::cluster_rank() : 0;
     const unsigned long long policy = kEvictFirst ? dev::l2_policy_evict_first() : 0ull;
     const bool skip = (FLASHMLA_PROFILE_SKIP & 8) || ((FLASHMLA_PROFILE_SKIP & 32) && blockIdx.x % 2 == 1);
     int boxes = 0;
@@ -154,30 +143,14 @@ struct DecodeWgmma {
       dev::mbarrier_arrive_expect_tx(bar, boxes * T::kBoxRows * 128);
 #pragma unroll
       for (int i = 0; i < T::kBoxes; ++i)
-        if (pg[i] >= 0 && !skip && (kCluster == 1 || u32(tile) % 2 == rank)) {
+        if (pg[i] >= 0 && !skip) {
           const u32 dst = dev::smem_u32(sm.kv[stage] + tile * T::kTileBytes + i * T::kBoxRows * 128);
           const int row = (k0 + i * T::kBoxRows) % T::kPageSize;
-          if constexpr (kCluster > 1 && kEvictFirst)
-            dev::tma_load_4d_mc_hint(dst, p.k_tmap, tile * 64, row, kv_head, pg[i], bar, 3, policy);
-          else if constexpr (kCluster > 1)
-            dev::tma_load_4d_mc(dst, p.k_tmap, tile * 64, row, kv_head, pg[i], bar, 3);
-          else if constexpr (kEvictFirst)
+          if constexpr (kEvictFirst)
             dev::tma_load_4d_hint(dst, p.k_tmap, tile * 64, row, kv_head, pg[i], bar, policy);
           else
             dev::tma_load_4d(dst, p.k_tmap, tile * 64, row, kv_head, pg[i], bar);
         }
-    }
-  }
-
-  // kCluster 2, all of warpgroup 1 (the wait stays out of the loader's divergent path, where it
-  // made ptxas serialize the wgmmas): `stage` is free in this CTA; the loader tells the other
-  // CTA, and all wait until the other CTA's copy is free too, since each CTA multicasts half of
-  // the tile's column tiles into both.
-  __device__ void claim_stage(int stage) {
-    if constexpr (kCluster > 1) {
-      if (tid == kLoader) dev::mbarrier_arrive_remote(dev::smem_u32(&sm.peer_free[stage]), dev::cluster_rank() ^ 1u);
-      dev::mbarrier_wait_cluster(dev::smem_u32(&sm.peer_free[stage]), (free_phase >> stage) & 1u);
-      free_phase ^= 1u << stage;
     }
   }
 
@@ -230,14 +203,7 @@ struct DecodeWgmma {
     load_q_sw128<T::kThreads, T::kTiles>(p, sm.q, bi, row0, rows_total, hpk, kv_head, tid);
     dev::cp_async_commit();
     int pages[T::kBoxes];  // thread kLoader: the blocks of the next tile to load
-    if constexpr (kCluster > 1) {
-      if (tid == kLoader) fetch_pages(bi, k_begin, k_end, pages);
-      if (n_tiles > 0 && wg == 1) claim_stage(0);
-      if (tid == kLoader && n_tiles > 0) {
-        load_kv(k_begin, 0, pages);
-        fetch_pages(bi, k_begin + T::kBlockK, k_end, pages);
-      }
-    } else if (tid == kLoader) {
+    if (tid == kLoader) {
       fetch_pages(bi, k_begin, k_end, pages);
       if (S > 1 && n_tiles > 0) {
         load_kv(k_begin, 0, pages);
@@ -276,7 +242,6 @@ struct DecodeWgmma {
         // Stage (t + 1) % 2 held tile t - 1: free once both warpgroups' P V(t - 1) are done
         // (this warpgroup's, in order; warpgroup 0's, by kStageFree).
         if (t > 0) dev::named_barrier_sync(kStageFree, T::kThreads);
-        if (kCluster > 1 && t + 1 < n_tiles) claim_stage((t + 1) % S);
         if (tid == kLoader && t + 1 < n_tiles) {
           load_kv(k_begin + (t + 1) * T::kBlockK, (t + 1) % S, pages);
           if (!(FLASHMLA_PROFILE_SKIP & 128))
@@ -432,22 +397,15 @@ __device__ __forceinline__ void decode_wgmma_body(const DecodeParams& p) {
     dev::prefetch_tensormap(p.k_tmap);
     for (int s = 0; s < T::kStages; ++s)
       for (int j = 0; j < T::kTiles; ++j) dev::mbarrier_init(dev::smem_u32(&cta.sm.full[s][j]), 1);
-    if constexpr (DecodeWgmma<T, kEvictFirst>::kCluster > 1)
-      for (int s = 0; s < T::kStages; ++s) dev::mbarrier_init(dev::smem_u32(&cta.sm.peer_free[s]), 1);
     dev::fence_mbarrier_init();
   }
-  if constexpr (DecodeWgmma<T, kEvictFirst>::kCluster > 1)
-    dev::cluster_sync();  // the other CTA's barriers are initialised before its first arrival or copy
-  else
-    __syncthreads();
+  __syncthreads();
 #if FLASHMLA_TIMELINE
   cta.clock0 = clock64();
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(cta.gtime0));
 #endif
   for_each_segment<T::kBlockK>(p, cta);
   if (threadIdx.x < 64) dev::bulk_wait();  // the epilogue's bulk copies have written the output
-  // Neither CTA of a cluster exits while the other may still arrive on its barriers.
-  if constexpr (DecodeWgmma<T, kEvictFirst>::kCluster > 1) dev::cluster_sync();
 #if FLASHMLA_TIMELINE
   unsigned long long gtime1;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gtime1));

@@ -57,52 +57,6 @@ __device__ __forceinline__ unsigned long long l2_policy_evict_first() {
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
   return policy;
 }
-// Clusters (decode_wgmma with kCluster 2: the two q tiles of a partition share each K/V tile).
-// The same box multicast into the shared memory of every CTA in ctaMask, at the same offset, each
-// copy completing its bytes on the barrier at `bar`'s offset in its own CTA.
-__device__ __forceinline__ void tma_load_4d_mc(u32 dst, const void* tmap, int c0, int c1, int c2, int c3, u32 bar,
-                                               u16 mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
-      "%3, %4, %5}], [%6], %7;\n" ::"r"(dst),
-      "l"(tmap), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar), "h"(mask)
-      : "memory");
-}
-__device__ __forceinline__ void tma_load_4d_mc_hint(u32 dst, const void* tmap, int c0, int c1, int c2, int c3, u32 bar,
-                                                    u16 mask, unsigned long long policy) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster.L2::cache_hint "
-      "[%0], [%1, {%2, %3, %4, %5}], [%6], %7, %8;\n" ::"r"(dst),
-      "l"(tmap), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar), "h"(mask), "l"(policy)
-      : "memory");
-}
-__device__ __forceinline__ u32 cluster_rank() {
-  u32 r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-// Every thread of every CTA of the cluster; orders shared-memory accesses across it.
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-// One arrival (release, cluster scope) on the barrier at `bar`'s offset in CTA `rank` of the cluster.
-__device__ __forceinline__ void mbarrier_arrive_remote(u32 bar, u32 rank) {
-  asm volatile(
-      "{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar),
-      "r"(rank)
-      : "memory");
-}
-// mbarrier_wait with acquire at cluster scope (the arrivals came from another CTA).
-__device__ __forceinline__ void mbarrier_wait_cluster(u32 bar, u32 parity) {
-  asm volatile(
-      "{\n.reg .pred done;\n"
-      "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
 __device__ __forceinline__ void prefetch_tensormap(const void* tmap) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(tmap) : "memory");
 }

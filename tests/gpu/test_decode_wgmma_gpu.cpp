@@ -36,29 +36,3 @@ TEST_CASE("decode_wgmma matches the fp64 reference (pinned, sm_90a)", "[gpu][wgm
       check_config(p, d, cfg);
     }
 }
-
-// Prototype check for FLASHMLA_WGMMA_CLUSTER=2 (decode.cpp, decode_wgmma.cuh): shapes with an even
-// number of q tiles only. Run with that variable and FLASHMLA_NVRTC_DEFINES=FLASHMLA_WGMMA_CLUSTER=2.
-TEST_CASE("decode_wgmma in clusters of 2 matches the fp64 reference (prototype)", "[gpu][wgmma][cluster]") {
-  SKIP_WITHOUT_GPU();
-  const char* cluster = std::getenv("FLASHMLA_WGMMA_CLUSTER");
-  if (!cluster || std::atoi(cluster) != 2) {
-    WARN("skipped: set FLASHMLA_WGMMA_CLUSTER=2 (and the same NVRTC define) to run the cluster prototype");
-    return;
-  }
-  const std::vector<Case> cases = {
-      make_case("cluster h_q=128 s_k=4096", 2, 1, 128, 1, 512, 64, bf16, false, {4096}),
-      make_case("cluster h_q=128 s_q=2 causal mixed s_k page 32", 7, 2, 128, 1, 512, 32, bf16, true, mixed_s_k),
-      make_case("cluster fp16 h_q=64 s_q=2 causal", 3, 2, 64, 1, 512, 64, fp16, true, {5000, 33, 0}),
-      make_case("cluster h_kv=2 h_q=128 s_q=2 page 16", 3, 2, 128, 2, 512, 16, bf16, false, {1, 140, 20}),
-      make_case("cluster h_q=128 page 128 many", 10, 1, 128, 1, 512, 128, bf16, false,
-                {0, 1, 20, 140, 4096, 333, 64, 65, 0, 2000}),
-  };
-  for (const Case& c : cases) {
-    KernelConfig cfg = make_config(c, {64, 64, 8, 2});
-    cfg.family = flashmla::Family::decode_wgmma;
-    const Problem p = flashmla::make_problem(c);
-    DeviceProblem d(p);
-    check_config(p, d, cfg);
-  }
-}
