@@ -35,7 +35,7 @@
 // Profiling only (wrong results on purpose), set through FLASHMLA_NVRTC_DEFINES:
 // FLASHMLA_PROFILE_SKIP bit 0 drops the S wgmma after the prologue, bit 2 the P V wgmma,
 // bit 3 the K/V loads after the prologue (their barriers complete with no bytes), bit 4 the
-// block-table reads of the loop.
+// block-table reads of the loop, bit 5 the softmax (P = S: no mask, max or exp).
 #ifndef FLASHMLA_PROFILE_SKIP
 #define FLASHMLA_PROFILE_SKIP 0
 #endif
@@ -70,7 +70,7 @@ struct DecodeSeesaw {
   using u32 = dev::u32;
   using Plan = typename T::SharedPlan;
   // Named barriers (256 threads: one warpgroup arrives, the other syncs), and one per warpgroup.
-  static constexpr int kP0Ready = 1, kP1Ready = 2, kP0Free = 3, kWarpgroupBar = 4;
+  static constexpr int kScale0Ready = 1, kP1Ready = 2, kP0Ready = 3, kWarpgroupBar = 4;
 
   const DecodeParams& p;
   Plan& sm;
@@ -158,41 +158,45 @@ struct DecodeSeesaw {
   static __device__ dev::u64 desc_k(u32 addr) { return dev::smem_desc_sw128(addr, 16, 1024); }
   static __device__ dev::u64 desc_v(u32 addr) { return dev::smem_desc_sw128(addr, T::kVLeadingBytes, T::kVStrideBytes); }
 
-  // s (+)= Q K^T over column tile t of buffer wg (its TMA has landed); tile 8 (rope) takes Q from
-  // registers. zero: this tile's first wgmma overwrites s.
+  // s (+)= Q K^T over column tile t of buffer wg (its TMA has landed). zero: t is the rope tile
+  // (8), which starts S (its first wgmma overwrites s) and takes Q from registers.
   __device__ void qk_tile(float (&s)[32], const u32 (&rq8)[4][4], int t, bool zero) {
     const u32 q_base = dev::smem_u32(sm.q), k_base = dev::smem_u32(sm.kv[wg]);
 #pragma unroll
     for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 && !zero ? 0 : 4); ++ks) {
       const int acc = zero && ks == 0 ? 0 : 1;
       const dev::u64 kd = desc_k(k_base + t * T::kTileBytes + ks * 32);
-      if (t < 8)
-        dev::wgmma_m64n64k16<T::kElem, 0>(s, desc_k(q_base + t * T::kTileBytes + ks * 32), kd, acc);
-      else
+      if (zero)  // only the rope tile starts S
         dev::wgmma_m64n64k16_rs<T::kElem, 0>(s, rq8[ks], kd, acc);
+      else
+        dev::wgmma_m64n64k16<T::kElem, 0>(s, desc_k(q_base + t * T::kTileBytes + ks * 32), kd, acc);
     }
   }
   __device__ void wait_tile(int t) { dev::mbarrier_wait(dev::smem_u32(&sm.bar[wg][t]), phase); }
-  // The first part of S: the rope tile (refilled first) and V_L's tiles 0-3. The tiles' barriers
-  // are all waited for before the first wgmma: a wait loop between two wgmmas makes ptxas fence
-  // (warpgroup.arrive) before the next one.
+  // The first part of S: the rope tile (refilled first) and the half of V this warpgroup's own
+  // buffer has refilled earlier: V_L (tiles 0-3, warpgroup 0 refills them after its P0 V0_L) in
+  // buffer 0, V_R (4-7, warpgroup 1 after its P1 V1_R) in buffer 1; the other half comes last.
+  // The tiles' barriers are all waited for before the first wgmma: a wait loop between two
+  // wgmmas makes ptxas fence (warpgroup.arrive) before the next one.
   __device__ void qk_first(float (&s)[32], const u32 (&rq8)[4][4]) {
+    const int t0 = 4 * wg;
     wait_tile(8);
 #pragma unroll
-    for (int t = 0; t < 4; ++t) wait_tile(t);
+    for (int t = 0; t < 4; ++t) wait_tile(t0 + t);
     dev::wgmma_fence();
     qk_tile(s, rq8, 8, true);
 #pragma unroll
-    for (int t = 0; t < 4; ++t) qk_tile(s, rq8, t, false);
+    for (int t = 0; t < 4; ++t) qk_tile(s, rq8, t0 + t, false);
     dev::wgmma_commit();
   }
-  // The rest: V_R's tiles 4-7; then the buffer's next load may be waited for.
+  // The rest: the other half; then the buffer's next load may be waited for.
   __device__ void qk_rest(float (&s)[32], const u32 (&rq8)[4][4]) {
+    const int t0 = 4 - 4 * wg;
 #pragma unroll
-    for (int t = 4; t < 8; ++t) wait_tile(t);
+    for (int t = 0; t < 4; ++t) wait_tile(t0 + t);
     dev::wgmma_fence();
 #pragma unroll
-    for (int t = 4; t < 8; ++t) qk_tile(s, rq8, t, false);
+    for (int t = 0; t < 4; ++t) qk_tile(s, rq8, t0 + t, false);
     dev::wgmma_commit();
     phase ^= 1;
   }
@@ -336,6 +340,11 @@ struct DecodeSeesaw {
   // m_new, the rescale factor of the old state and this thread's part of the row sums.
   __device__ void softmax(float (&s)[32], int k0, const int (&key_limit)[2], const float (&m_old)[2],
                           float (&m_new)[2], float (&scale)[2], float (&sum)[2]) const {
+    if (FLASHMLA_PROFILE_SKIP & 32) {  // profiling: P = S as is, no mask, max or exp
+#pragma unroll
+      for (int i = 0; i < 2; ++i) m_new[i] = m_old[i], scale[i] = 1.f, sum[i] = 0.f;
+      return;
+    }
     float mx[2], m_use[2];
     mask_max(s, k0, key_limit, mx);
 #pragma unroll
@@ -360,33 +369,36 @@ struct DecodeSeesaw {
     const bool has1 = b0 + 1 < n, next0 = b0 + 2 < n, next1 = b0 + 3 < n;
     const int k0 = k_begin + b0 * T::kBlockK;
     if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 8, 9);  // rope read by S0
+    // The next pair's cache blocks, fetched now so that the table's latency is spent under this pair.
+    const int pages_next = warp == 0 ? fetch_pair_pages(bi, k0 + 4 * T::kBlockK, k0 + 5 * T::kBlockK, k_end) : -1;
     float m_old[2], m_new[2], scale0[2], sum[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) m_old[i] = sm.m[i ? r_hi : r_lo];
     softmax(s, k0, key_limit, m_old, m_new, scale0, sum);
+    publish(sm.scale0, scale0, m_new);
+    dev::named_barrier_arrive(kScale0Ready, T::kThreads);  // warpgroup 1's softmax may start
     u32 pb[16];
     pack_p(s, pb);
-    // sm.p0's last reader is warpgroup 1's P0 V0_R of the previous pair.
-    if (b0 > 0) dev::named_barrier_sync(kP0Free, T::kThreads);
-    store_p(sm.p0, pb);
-    dev::fence_proxy_async_smem();
-    publish(sm.scale0, scale0, m_new);
-    dev::named_barrier_arrive(kP0Ready, T::kThreads);
-
 #pragma unroll
     for (int i = 0; i < 2; ++i) l[i] = l[i] * scale0[i] + sum[i];
     rescale(o, scale0);
     if (b0 == n - 1 && tail < T::kBlockK) zero_tail_rows(0, 0, tail);
-    pv_rs(o, pb, 0);  // O_L += P0 V0_L
+    pv_rs(o, pb, 0);  // O_L += P0 V0_L, P0 relative to m0, under warpgroup 1's softmax
     dev::wgmma_wait<0>();
     if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 0, 4);  // V0_L read
 
     dev::named_barrier_sync(kP1Ready, T::kThreads);  // scale1 and m1 published, P1 in Q's tile 8
-    if (has1) {
-      float scale1[2];
+    float scale1[2];
 #pragma unroll
-      for (int i = 0; i < 2; ++i) scale1[i] = sm.scale1[i ? r_hi : r_lo], l[i] *= scale1[i];
-      rescale(o, scale1);
+    for (int i = 0; i < 2; ++i) scale1[i] = sm.scale1[i ? r_hi : r_lo], l[i] *= scale1[i];
+    // P0 relative to m1, for warpgroup 1's P0 V0_R. sm.p0's last reader, warpgroup 1's P0 V0_R of
+    // the previous pair, completed before warpgroup 1 arrived at kP1Ready.
+    rescale_packed(pb, scale1);
+    store_p(sm.p0, pb);
+    dev::fence_proxy_async_smem();
+    dev::named_barrier_arrive(kP0Ready, T::kThreads);
+    rescale(o, scale1);
+    if (has1) {
       if (b0 + 1 == n - 1 && tail < T::kBlockK) zero_tail_rows(1, 0, tail);
       pv_ss(o, sm.q + 8 * T::kTileBytes, 1);  // O_L += P1 V1_L
     }
@@ -404,24 +416,24 @@ struct DecodeSeesaw {
       dev::wgmma_wait<0>();
       if (next1 && warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 0, 4);  // V1_L read
     }
-    if (warp == 0) pages = fetch_pair_pages(bi, k0 + 4 * T::kBlockK, k0 + 5 * T::kBlockK, k_end);
+    pages = pages_next;
   }
 
   // Warpgroup 1's part of the pair; s holds Q K1^T of b0 + 1 (if any) and leaves with b0 + 3's.
+  // Its softmax needs only warpgroup 0's row max, so it runs under warpgroup 0's P0 V0_L; then
+  // its own P1 V1_R (P from registers), then P0 V0_R once warpgroup 0 has stored P0 relative to m1.
   __device__ void pair_wg1(int bi, int b0, int n, int k_begin, int k_end, int tail, const int (&key_limit)[2],
                            float (&s)[32], float (&o)[128], float (&l)[2], const u32 (&rq8)[4][4], int& pages) {
     const bool has1 = b0 + 1 < n, next0 = b0 + 2 < n, next1 = b0 + 3 < n;
     const int k0 = k_begin + b0 * T::kBlockK, k1 = k0 + T::kBlockK;
     if (next1 && warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 8, 9);  // rope read by S1
+    // The next pair's cache blocks, fetched now so that the table's latency is spent under this pair.
+    const int pages_next = warp == 0 ? fetch_pair_pages(bi, k0 + 4 * T::kBlockK, k0 + 5 * T::kBlockK, k_end) : -1;
 
-    dev::named_barrier_sync(kP0Ready, T::kThreads);  // scale0, m0 published, P0 in smem
+    dev::named_barrier_sync(kScale0Ready, T::kThreads);  // m0 and scale0 published
     float m0[2], scale0[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) m0[i] = sm.m[i ? r_hi : r_lo], scale0[i] = sm.scale0[i ? r_hi : r_lo];
-    rescale(o, scale0);
-    if (b0 == n - 1 && tail < T::kBlockK) zero_tail_rows(0, 4, tail);
-    pv_ss(o, sm.p0, 0);  // O_R += P0 V0_R, under this warpgroup's softmax
-
     float m1[2], scale1[2] = {1.f, 1.f}, sum[2] = {0.f, 0.f};
     u32 pb[16];
     if (has1) {
@@ -435,20 +447,22 @@ struct DecodeSeesaw {
     }
     publish(sm.scale1, scale1, m1);
     dev::named_barrier_arrive(kP1Ready, T::kThreads);
+    float scale01[2];
 #pragma unroll
-    for (int i = 0; i < 2; ++i) l[i] = l[i] * scale0[i] * scale1[i] + sum[i];
-
-    dev::wgmma_wait<0>();
-    if (next0) dev::named_barrier_arrive(kP0Free, T::kThreads);  // P0 V0_R done: sm.p0 free
-    if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 4, 8);  // V0_R read
+    for (int i = 0; i < 2; ++i) l[i] = l[i] * scale0[i] * scale1[i] + sum[i], scale01[i] = scale0[i] * scale1[i];
+    rescale(o, scale01);
     if (has1) {
-      rescale(o, scale1);
       if (b0 + 1 == n - 1 && tail < T::kBlockK) zero_tail_rows(1, 4, tail);
       pv_rs(o, pb, 1);  // O_R += P1 V1_R
       dev::wgmma_wait<0>();
       if (next1 && warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 4, 8);  // V1_R read
     }
-    if (warp == 0) pages = fetch_pair_pages(bi, k0 + 4 * T::kBlockK, k0 + 5 * T::kBlockK, k_end);
+    dev::named_barrier_sync(kP0Ready, T::kThreads);  // P0, relative to m1, in sm.p0
+    if (b0 == n - 1 && tail < T::kBlockK) zero_tail_rows(0, 4, tail);
+    pv_ss(o, sm.p0, 0);  // O_R += P0 V0_R
+    dev::wgmma_wait<0>();
+    if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 4, 8);  // V0_R read
+    pages = pages_next;
     if (next1) {
       qk_first(s, rq8);
       qk_rest(s, rq8);
