@@ -39,6 +39,13 @@
 #ifndef FLASHMLA_PROFILE_SKIP
 #define FLASHMLA_PROFILE_SKIP 0
 #endif
+// Checking only: FLASHMLA_SEESAW_READY_SYNC=1 makes the writer of each hand-over (kScale0Ready,
+// kP1Ready, kP0Ready) wait at the barrier (bar.sync) instead of arriving (bar.arrive). compute-
+// sanitizer's racecheck does not model bar.arrive -> bar.sync, which the PTX memory model orders
+// (bench/NOTES.md); with the writers syncing it sees the order and reports no hazard.
+#ifndef FLASHMLA_SEESAW_READY_SYNC
+#define FLASHMLA_SEESAW_READY_SYNC 0
+#endif
 
 namespace flashmla {
 
@@ -267,6 +274,13 @@ struct DecodeSeesaw {
       for (int j = 0; j < 32; ++j) o[4 * j] *= scale[0], o[4 * j + 1] *= scale[0], o[4 * j + 2] *= scale[1], o[4 * j + 3] *= scale[1];
     }
   }
+  // This warpgroup's data for the other is written: it may go on (the reader syncs on `id`).
+  static __device__ void hand_over(int id) {
+    if (FLASHMLA_SEESAW_READY_SYNC)
+      dev::named_barrier_sync(id, T::kThreads);
+    else
+      dev::named_barrier_arrive(id, T::kThreads);
+  }
   static __device__ float use(float m) { return m == dev::neg_inf() ? 0.f : m; }
 
   // ---- one segment: tiles [tile_lo, tile_hi) of sequence bi -------------------------------------
@@ -376,7 +390,7 @@ struct DecodeSeesaw {
     for (int i = 0; i < 2; ++i) m_old[i] = sm.m[i ? r_hi : r_lo];
     softmax(s, k0, key_limit, m_old, m_new, scale0, sum);
     publish(sm.scale0, scale0, m_new);
-    dev::named_barrier_arrive(kScale0Ready, T::kThreads);  // warpgroup 1's softmax may start
+    hand_over(kScale0Ready);  // warpgroup 1's softmax may start
     u32 pb[16];
     pack_p(s, pb);
 #pragma unroll
@@ -396,7 +410,7 @@ struct DecodeSeesaw {
     rescale_packed(pb, scale1);
     store_p(sm.p0, pb);
     dev::fence_proxy_async_smem();
-    dev::named_barrier_arrive(kP0Ready, T::kThreads);
+    hand_over(kP0Ready);
     rescale(o, scale1);
     if (has1) {
       if (b0 + 1 == n - 1 && tail < T::kBlockK) zero_tail_rows(1, 0, tail);
@@ -446,7 +460,7 @@ struct DecodeSeesaw {
       for (int i = 0; i < 2; ++i) m1[i] = m0[i];
     }
     publish(sm.scale1, scale1, m1);
-    dev::named_barrier_arrive(kP1Ready, T::kThreads);
+    hand_over(kP1Ready);
     float scale01[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) l[i] = l[i] * scale0[i] * scale1[i] + sum[i], scale01[i] = scale0[i] * scale1[i];
