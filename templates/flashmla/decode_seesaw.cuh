@@ -4,19 +4,21 @@
 // One CTA = (tile of 64 query rows, partition, kv head), 256 threads. Keys go in pairs of 64-key
 // blocks: block b0 in buffer K0, b1 = b0 + 1 in K1. Warpgroup w computes S = Q K^T of the block in
 // buffer w; both warpgroups apply both blocks' P to their half of the output: warpgroup h owns O
-// columns [256h, 256h + 256) (128 fp32 registers). m is the running row max (log2 units). Per pair:
-//   WG0: softmax(S0): m0 = max(m, .), scale0,   | WG1: (waits for P0)
-//        P0 -> smem; O_L = O_L scale0 + P0 V0_L |      O_R = O_R scale0 + P0 V0_R (smem)
-//        (P0 from registers)                   |      softmax(S1): m1 = max(m0, .), scale1,
-//        (waits for P1)                        |      P1 -> smem; O_R = O_R scale1 + P1 V1_R
-//        O_L = O_L scale1 + P1 V1_L (smem)      |      (P1 from registers)
+// columns [256h, 256h + 256) (128 fp32 registers). m is the running row max (log2 units). Per
+// pair, in the order of FlashMLA's wg0_subroutine / wg1_subroutine:
+//   WG0: softmax(S0): m0 = max(m, .), scale0;   | WG1: (waits for m0)
+//        m0, scale0 -> smem (kScale0Ready)       |      softmax(S1): m1 = max(m0, .), scale1;
+//        O_L = O_L scale0 + P0 V0_L (P0 in regs)|      P1 -> Q's rope tile, m1, scale1 (kP1Ready)
+//        (waits for m1) P0 scale1 -> smem       |      O_R = O_R scale0 scale1 + P1 V1_R (regs)
+//        (kP0Ready); O_L = O_L scale1 + P1 V1_L |      (waits for P0) O_R += P0 V0_R (smem)
 //        S0' = Q K0'^T of the next pair        |      S1' = Q K1'^T of the next pair
-// so one warpgroup's softmax runs under the other's wgmma, and warpgroup 1's P0 V0_R (hence the
-// refill of K0's V_R tiles) starts as soon as P0 exists, before its own softmax.
+// so warpgroup 1's softmax runs under warpgroup 0's P0 V0_L, and both P's reach the other
+// warpgroup relative to m1. The two softmaxes stay in series (m1 needs m0).
 // Loads: TMA boxes of 64 columns x min(page, 64) rows, one mbarrier per 64-column tile of each
 // buffer. A tile is refilled with the block two ahead by the warpgroup that reads it last, once
 // its wgmma on it has completed: the rope tile (8) by the buffer's S warpgroup at the start of
-// the pair, V_L (tiles 0-3) by warpgroup 0, V_R (4-7) by warpgroup 1. S waits tile by tile.
+// the pair, V_L (tiles 0-3) by warpgroup 0, V_R (4-7) by warpgroup 1. S waits tile by tile and
+// reads first the half its own warpgroup refilled earlier (qk_first).
 // Shared memory: Q (9 tiles), K0, K1 (9 tiles each), P0 (one tile), row statistics, barriers:
 // 231,424 bytes. P1 lives in Q's rope tile: each thread first copies its A fragment of that tile
 // into registers (rq8) and S uses it from there.
