@@ -30,7 +30,10 @@ struct Arch {
 // q64-k64-w8; warpgroup 0 computes S and the softmax, warpgroup 1 issues the TMA loads, both do
 // P V. decode_seesaw: sm_90a, latent 512, q64-k64-w8-s2; both warpgroups compute S of alternate
 // blocks and P V of every block in a seesaw schedule, K/V by TMA (decode_seesaw.cuh).
-enum class Family : int { decode_mma = 0, decode_wgmma = 1, decode_seesaw = 2 };
+// decode_pair: sm_90a, latent 512, q64-k64-w8-s4; a cluster of two CTAs per q tile, each with
+// half of d_qk (Q in registers) and half of the output columns, exchanging S partials through
+// distributed shared memory (decode_pair.cuh). Pinned only, experimental.
+enum class Family : int { decode_mma = 0, decode_wgmma = 1, decode_seesaw = 2, decode_pair = 3 };
 std::string_view to_string(Family family);
 Family parse_family(std::string_view name, std::string_view context);  // throws InvalidArgument
 

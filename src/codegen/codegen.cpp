@@ -10,6 +10,20 @@ namespace {
 
 // The family's traits and decode entry; combine and metadata are shared by every family.
 std::string decode_part(const KernelConfig& c, const char* elem) {
+  if (c.family == Family::decode_pair)
+    return fmt::format(
+        R"(#include "flashmla/decode_pair.cuh"
+
+using Traits = flashmla::DecodePairTraits</*page_size*/ {page}, {elem}>;
+static_assert(sizeof(Traits::SharedPlan) == {smem}, "host and device shared-memory plans disagree");
+
+extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
+{decode}(const __grid_constant__ flashmla::DecodeParams params) {{
+  flashmla::decode_pair_kernel<Traits>(params);
+}}
+)",
+        fmt::arg("page", c.page_size), fmt::arg("elem", elem), fmt::arg("smem", c.shared_bytes()),
+        fmt::arg("decode", kDecodeSymbol));
   if (c.family == Family::decode_seesaw)
     return fmt::format(
         R"(#include "flashmla/decode_seesaw.cuh"

@@ -28,6 +28,8 @@ std::string_view to_string(Family family) {
       return "decode_wgmma";
     case Family::decode_seesaw:
       return "decode_seesaw";
+    case Family::decode_pair:
+      return "decode_pair";
   }
   return "unknown";
 }
@@ -110,8 +112,9 @@ Family parse_family(std::string_view name, std::string_view context) {
   if (name == "decode_mma") return Family::decode_mma;
   if (name == "decode_wgmma") return Family::decode_wgmma;
   if (name == "decode_seesaw") return Family::decode_seesaw;
+  if (name == "decode_pair") return Family::decode_pair;
   throw InvalidArgument(fmt::format(
-      "{}: family '{}' is unknown; expected decode_mma, decode_wgmma or decode_seesaw", context, name));
+      "{}: family '{}' is unknown; expected decode_mma, decode_wgmma, decode_seesaw or decode_pair", context, name));
 }
 
 namespace {
@@ -123,6 +126,11 @@ std::size_t KernelConfig::shared_bytes() const {
     // DecodeWgmmaTraits::SharedPlan: Q and num_stages K/V tiles of 9 x 8 KB, the 8 KB P tile,
     // three fp32 row arrays, the whole rounded up to its 1024-byte alignment.
     return 73728 * (1 + std::size_t(num_stages)) + 8192 + 1024;
+  }
+  if (family == Family::decode_pair) {
+    // DecodePairTraits::SharedPlan: 4 stages of 5 x 8 KB, P (8 KB), two fp32 S partials (16 KB
+    // each), three fp32 row arrays, 6 mbarriers, rounded up to the 1024-byte alignment.
+    return (4 * 40960 + 8192 + 2 * 16384 + 3 * 64 * 4 + 6 * 8 + 1023) / 1024 * 1024;
   }
   if (family == Family::decode_seesaw) {
     // DecodeSeesawTraits::SharedPlan: Q, K0, K1 (9 x 8 KB each), P0 (8 KB), five fp32 row arrays,
@@ -167,6 +175,18 @@ std::optional<std::string> hopper_invalid_reason(const KernelConfig& c, const ch
 std::optional<std::string> KernelConfig::invalid_reason() const {
   if (family == Family::decode_wgmma) return hopper_invalid_reason(*this, "decode_wgmma", 1, "");
   if (family == Family::decode_seesaw) return hopper_invalid_reason(*this, "decode_seesaw", 2, " (two K buffers)");
+  if (family == Family::decode_pair) {
+    if (num_stages != 4)
+      return fmt::format("decode_pair has fixed tiles q64-k64-w8-s4, not q{}-k{}-w{}-s{}", block_size_q, block_size_k,
+                         num_warps, num_stages);
+    KernelConfig as_s2 = *this;  // the other limits are the Hopper families' (tiles checked with s2)
+    as_s2.family = Family::decode_seesaw, as_s2.num_stages = 2;
+    if (auto reason = hopper_invalid_reason(as_s2, "decode_pair", 2, " (s4 for decode_pair)")) return reason;
+    if (shared_bytes() > arch.max_shared_bytes())
+      return fmt::format("shared memory {} bytes exceeds the {} bytes a block may use on {}", shared_bytes(),
+                         arch.max_shared_bytes(), arch.name());
+    return std::nullopt;
+  }
   auto one_of = [](int v, std::initializer_list<int> allowed) {
     for (int a : allowed)
       if (v == a) return true;

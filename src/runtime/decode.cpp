@@ -70,9 +70,12 @@ int q_tiles(const DecodeShape& s, const KernelConfig& c) {
   return (runtime::rows_per_kv_head(s) + c.block_size_q - 1) / c.block_size_q;
 }
 
+// CTAs per q tile: decode_pair runs each q tile on a cluster of two.
+int ctas_per_q_tile(const KernelConfig& c) { return c.family == Family::decode_pair ? 2 : 1; }
+
 int num_parts_for(const DecodeShape& s, const KernelConfig& c) {
   const int sms = jit::current_device_info().sm_count;
-  const int parts = std::clamp(sms / (s.h_kv * q_tiles(s, c)), 1, codegen::kCombineMaxSplits);
+  const int parts = std::clamp(sms / (s.h_kv * q_tiles(s, c) * ctas_per_q_tile(c)), 1, codegen::kCombineMaxSplits);
   static const int cap = [] {  // FLASHMLA_NUM_PARTS (README), read once: this runs every step
     const char* env = std::getenv("FLASHMLA_NUM_PARTS");
     return env && *env && std::atoi(env) > 0 ? std::atoi(env) : 0;
@@ -105,6 +108,23 @@ void launch_programmatic(CUfunction fn, unsigned gx, unsigned gy, unsigned threa
   CUlaunchConfig cfg{};
   cfg.gridDimX = gx, cfg.gridDimY = gy, cfg.gridDimZ = 1;
   cfg.blockDimX = threads, cfg.blockDimY = 1, cfg.blockDimZ = 1;
+  cfg.hStream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  void* args[] = {params};
+  FLASHMLA_CU(jit::driver().cuLaunchKernelEx(&cfg, fn, args, nullptr));
+}
+
+// decode_pair: the grid in clusters of two CTAs along x (the two halves of one q tile).
+void launch_pair(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned threads, unsigned smem,
+                 CUstream stream, void* params) {
+  CUlaunchAttribute attr{};
+  attr.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+  attr.value.clusterDim.x = 2, attr.value.clusterDim.y = 1, attr.value.clusterDim.z = 1;
+  CUlaunchConfig cfg{};
+  cfg.gridDimX = gx, cfg.gridDimY = gy, cfg.gridDimZ = gz;
+  cfg.blockDimX = threads, cfg.blockDimY = 1, cfg.blockDimZ = 1;
+  cfg.sharedMemBytes = smem;
   cfg.hStream = stream;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
@@ -268,11 +288,15 @@ void mla_decode(const DecodeShape& shape, const DecodeArgs& args_in, const MlaMe
   p.causal = a.causal ? 1 : 0;
   const float scale = a.softmax_scale > 0.f ? a.softmax_scale : 1.f / std::sqrt(float(shape.d_qk()));
   p.scale_log2 = scale * 1.4426950408889634f;
-  if (c.family == Family::decode_seesaw || c.family == Family::decode_wgmma) encode_k_tmap(shape, a, p.k_tmap);
+  if (c.family != Family::decode_mma) encode_k_tmap(shape, a, p.k_tmap);
   // Grid (q tile, partition, kv head): the q tiles of one partition read the same K/V tiles and
   // are launched next to each other, so they run at the same time on nearby SMs and share L2.
-  launch(module.decode, q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
-         static_cast<unsigned>(c.shared_bytes()), stream, &p);
+  if (c.family == Family::decode_pair)
+    launch_pair(module.decode, 2 * q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
+                static_cast<unsigned>(c.shared_bytes()), stream, &p);
+  else
+    launch(module.decode, q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
+           static_cast<unsigned>(c.shared_bytes()), stream, &p);
 
   CombineParams cp{};
   cp.out = a.out;

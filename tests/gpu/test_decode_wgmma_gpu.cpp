@@ -1,4 +1,4 @@
-// The Hopper families, decode_wgmma and decode_seesaw (sm_90a), against the fp64 reference,
+// The Hopper families, decode_wgmma, decode_seesaw and decode_pair (sm_90a), against the fp64 reference,
 // pinned to each layout. On other GPUs the program is reported as skipped.
 #include <cstdlib>
 
@@ -23,13 +23,15 @@ TEST_CASE("decode_wgmma matches the fp64 reference (pinned, sm_90a)", "[gpu][wgm
       make_case("wgmma h_q=1 s_k=1 and 0", 4, 1, 1, 1, 512, 64, bf16, false, {1, 0, 65, 64}),
       make_case("wgmma fp16 h_q=64 s_q=2 causal", 3, 2, 64, 1, 512, 64, fp16, true, {5000, 33, 0}),
   };
-  // FLASHMLA_TEST_LAYOUT=1|2|3 runs one layout only (to point compute-sanitizer at one kernel).
+  // FLASHMLA_TEST_LAYOUT=1|2|3|4 runs one layout only (to point compute-sanitizer at one kernel).
   const char* only = std::getenv("FLASHMLA_TEST_LAYOUT");
   for (const Case& c : cases)
-    for (int layout : {1, 2, 3}) {  // decode_wgmma s1, s2; decode_seesaw
+    for (int layout : {1, 2, 3, 4}) {  // decode_wgmma s1, s2; decode_seesaw; decode_pair
       if (only && *only && std::atoi(only) != layout) continue;
-      KernelConfig cfg = make_config(c, {64, 64, 8, layout <= 2 ? layout : 2});
-      cfg.family = layout <= 2 ? flashmla::Family::decode_wgmma : flashmla::Family::decode_seesaw;
+      KernelConfig cfg = make_config(c, {64, 64, 8, layout <= 2 ? layout : layout == 3 ? 2 : 4});
+      cfg.family = layout <= 2   ? flashmla::Family::decode_wgmma
+                   : layout == 3 ? flashmla::Family::decode_seesaw
+                                 : flashmla::Family::decode_pair;
       REQUIRE_FALSE(cfg.invalid_reason());
       const Problem p = flashmla::make_problem(c);
       DeviceProblem d(p);
