@@ -128,9 +128,10 @@ std::size_t KernelConfig::shared_bytes() const {
     return 73728 * (1 + std::size_t(num_stages)) + 8192 + 1024;
   }
   if (family == Family::decode_pair) {
-    // DecodePairTraits::SharedPlan: 4 stages of 5 x 8 KB, P (8 KB), two fp32 S partials (16 KB
-    // each), three fp32 row arrays, 6 mbarriers, rounded up to the 1024-byte alignment.
-    return (4 * 40960 + 8192 + 2 * 16384 + 3 * 64 * 4 + 6 * 8 + 1023) / 1024 * 1024;
+    // DecodePairTraits::SharedPlan: 4 stages of 5 x 8 KB, two P tiles (8 KB each), two fp32 S
+    // partials (16 KB each), four fp32 row arrays, 6 mbarriers, rounded up to the 1024-byte
+    // alignment.
+    return (4 * 40960 + 2 * 8192 + 2 * 16384 + 4 * 64 * 4 + 6 * 8 + 1023) / 1024 * 1024;
   }
   if (family == Family::decode_seesaw) {
     // DecodeSeesawTraits::SharedPlan: Q, K0, K1 (9 x 8 KB each), P0 (8 KB), five fp32 row arrays,

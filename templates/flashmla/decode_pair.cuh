@@ -34,6 +34,14 @@
 #include "flashmla/wgmma.cuh"
 #include "flashmla/wgmma_store.cuh"
 
+// Profiling only (wrong results on purpose), through FLASHMLA_NVRTC_DEFINES: FLASHMLA_PROFILE_SKIP
+// bit 0 drops the S exchange (each CTA's softmax runs on its own partial), bit 1 the softmax (P =
+// S, no mask, max or exp), bit 2 the P V wgmma, bit 3 the K/V loads (their barriers complete with
+// no bytes), bit 4 the S wgmma.
+#ifndef FLASHMLA_PROFILE_SKIP
+#define FLASHMLA_PROFILE_SKIP 0
+#endif
+
 namespace flashmla {
 
 template <int kPageSize_, dev::Elem kElem_>
@@ -52,9 +60,9 @@ struct DecodePairTraits {
 
   struct SharedPlan {
     alignas(1024) unsigned char kv[kStages][kStageBytes];
-    alignas(1024) unsigned char p[kTileBytes];
+    alignas(1024) unsigned char p[2][kTileBytes];  // P of tiles t % 2: written while P V reads the other
     float4 x[2][8 * 128];  // the peer's S partials: [buffer][j * 128 + thread] = s[4j .. 4j + 3]
-    float row_scale[kBlockQ];
+    float row_scale[2][kBlockQ];
     float row_sum[kBlockQ];
     float row_m[kBlockQ];
     unsigned long long full[kStages];  // TMA: the stage's tile has landed
@@ -67,9 +75,10 @@ struct DecodePair {
   using u32 = dev::u32;
   using u16 = dev::u16;
   using Plan = typename T::SharedPlan;
-  static constexpr int kPReady = 1;  // P(t), row_scale(t) written (warpgroup 0 -> 1)
-  static constexpr int kPFree = 2;   // P V(t) done: P may be overwritten (warpgroup 1 -> 0)
-  static constexpr int kStats = 3;   // row sums and maxima of the segment written (0 -> 1)
+  // Named barriers; kPReady + b and kPFree + b belong to P buffer b = t % 2.
+  static constexpr int kPReady = 1;  // P(t), row_scale(t) written (warpgroup 0 -> 1): 1, 2
+  static constexpr int kPFree = 3;   // P V(t) done: buffer t % 2 may be overwritten (1 -> 0): 3, 4
+  static constexpr int kStats = 5;   // row sums and maxima of the segment written (0 -> 1)
   static constexpr int kLoader = 128;
 
   const DecodeParams& p;
@@ -96,9 +105,10 @@ struct DecodePair {
 
   // Thread kLoader: this rank's column tiles of the tile of keys at k0 into stage `stage`.
   __device__ void load_kv(int k0, int stage, const int (&pg)[T::kBoxes]) const {
+    constexpr bool skip = FLASHMLA_PROFILE_SKIP & 8;
     int boxes = 0;
 #pragma unroll
-    for (int i = 0; i < T::kBoxes; ++i) boxes += pg[i] >= 0;
+    for (int i = 0; i < T::kBoxes; ++i) boxes += pg[i] >= 0 && !skip;
     const u32 bar = dev::smem_u32(&sm.full[stage]);
     dev::mbarrier_arrive_expect_tx(bar, T::kStageTiles * boxes * T::kBoxRows * 128);
 #pragma unroll
@@ -106,7 +116,7 @@ struct DecodePair {
       const int col = pos < 4 ? 256 * static_cast<int>(rank) + 64 * pos : 512;
 #pragma unroll
       for (int i = 0; i < T::kBoxes; ++i)
-        if (pg[i] >= 0) {
+        if (pg[i] >= 0 && !skip) {
           const u32 dst = dev::smem_u32(sm.kv[stage] + pos * T::kTileBytes + i * T::kBoxRows * 128);
           dev::tma_load_4d(dst, p.k_tmap, col, (k0 + i * T::kBoxRows) % T::kPageSize, kv_head, pg[i], bar);
         }
@@ -142,7 +152,7 @@ struct DecodePair {
     const u32 rope = base + 4 * T::kTileBytes + 64 * rank;  // this rank's two k16 steps of rope
     dev::wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < T::kQSteps; ++ks) {
+    for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 16 ? 0 : T::kQSteps); ++ks) {
       const u32 addr = ks < 16 ? base + (ks / 4) * T::kTileBytes + (ks % 4) * 32 : rope + (ks - 16) * 32;
       dev::wgmma_m64n64k16_rs<T::kElem, 0>(sa, qa[ks], dev::smem_desc_sw128(addr, 16, 1024), ks > 0);
     }
@@ -151,6 +161,7 @@ struct DecodePair {
 
   // Warpgroup 0: this thread's 32 values of S_r into the peer's x[xseq % 2].
   __device__ void send_s(const float (&sa)[32]) const {
+    if (FLASHMLA_PROFILE_SKIP & 1) return;
     const u32 b = xseq & 1u;
     const u32 dst = dev::map_shared(dev::smem_u32(&sm.x[b][tid]), peer);
     const u32 bar = dev::map_shared(dev::smem_u32(&sm.xfull[b]), peer);
@@ -159,6 +170,7 @@ struct DecodePair {
   }
   // Warpgroup 0: S = S_r + the peer's S, then arms the buffer's next phase.
   __device__ void receive_s(float (&sa)[32]) {
+    if (FLASHMLA_PROFILE_SKIP & 1) return;
     const u32 b = xseq & 1u;
     const u32 bar = dev::smem_u32(&sm.xfull[b]);
     dev::mbarrier_wait_cluster(bar, (xseq >> 1) & 1u);
@@ -186,21 +198,21 @@ struct DecodePair {
   };
 
   // Warpgroup 0, tile t of the segment: S(t) is in `cur` (this rank's part, sent); S(t + 1) is
-  // issued into `nxt` first, then tile t's exchange, softmax and P hand-over.
+  // issued into `nxt` first, then tile t's exchange, softmax and P hand-over. Past the segment's
+  // last tile a dummy S on tile t is issued instead (discarded), so that every path has one S in
+  // flight: a conditional one made ptxas serialize the wgmmas (C7515).
   __device__ void s_step(float (&cur)[32], float (&nxt)[32], int t, int n_tiles, int k_begin, int k_end,
                          RowState& rs, int r_lo, int r_hi) {
     constexpr int S = T::kStages;
     const int c = lane % 4;
-    // S(t + 1); past the segment's last tile a dummy S on tile t (discarded), so that every path
-    // has one S in flight here: a conditional one made ptxas serialize the wgmmas (C7515).
     const bool more = t + 1 < n_tiles;
     if (more) wait_kv((t + 1) % S);
     issue_s(nxt, (more ? t + 1 : t) % S);
     receive_s(cur);
     const int k0 = k_begin + t * T::kBlockK;
-    mask_rows(cur, k0, rs.key_limit, c);
-    float m_raw[2];
-    row_max(cur, m_raw);
+    if (!(FLASHMLA_PROFILE_SKIP & 2)) mask_rows(cur, k0, rs.key_limit, c);
+    float m_raw[2] = {0.f, 0.f};
+    if (!(FLASHMLA_PROFILE_SKIP & 2)) row_max(cur, m_raw);
     float neg_m[2], scale[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
@@ -212,10 +224,11 @@ struct DecodePair {
       neg_m[i] = -m_use;
     }
     if (k_end - k0 < T::kBlockK) zero_tail_rows(t % S, k_end - k0);
-    if (t > 0) dev::named_barrier_sync(kPFree, T::kThreads);  // P V(t - 1) has read P and row_scale
-    if (c == 0) sm.row_scale[r_lo] = scale[0], sm.row_scale[r_hi] = scale[1];
+    const int b = t & 1;
+    if (t >= 2) dev::named_barrier_sync(kPFree + b, T::kThreads);  // P V(t - 2) has read buffer b
+    if (c == 0) sm.row_scale[b][r_lo] = scale[0], sm.row_scale[b][r_hi] = scale[1];
     const int st_row = 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7), st_blk = lane >> 4;
-    const u32 p_base = dev::smem_u32(sm.p);
+    const u32 p_base = dev::smem_u32(sm.p[b]);
 #pragma unroll
     for (int j = 0; j < 8; j += 2) {
       u32 packed[4];
@@ -224,15 +237,15 @@ struct DecodePair {
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           const float* s2 = cur + 4 * (j + h) + 2 * i;
-          const float p0 = exp2_scaled(s2[0], p.scale_log2, neg_m[i]);
-          const float p1 = exp2_scaled(s2[1], p.scale_log2, neg_m[i]);
+          const float p0 = FLASHMLA_PROFILE_SKIP & 2 ? s2[0] : exp2_scaled(s2[0], p.scale_log2, neg_m[i]);
+          const float p1 = FLASHMLA_PROFILE_SKIP & 2 ? s2[1] : exp2_scaled(s2[1], p.scale_log2, neg_m[i]);
           rs.l_part[i] += p0 + p1;
           packed[2 * h + i] = dev::pack2<T::kElem>(p0, p1);
         }
       dev::stmatrix_x4(p_base + dev::swizzle128_offset(st_row, 8 * (j + st_blk)), packed);
     }
     dev::fence_proxy_async_smem();
-    dev::named_barrier_arrive(kPReady, T::kThreads);
+    dev::named_barrier_arrive(kPReady + b, T::kThreads);
     dev::wgmma_wait<0>();
     if (more) send_s(nxt);
   }
@@ -264,7 +277,7 @@ struct DecodePair {
       issue_s(sa0, 0);
       dev::wgmma_wait<0>();
       send_s(sa0);
-      for (int t = 0; t < n_tiles; t += 2) {
+      for (int t = 0; t < n_tiles; t += 2) {  // unrolled by two: ptxas must see the buffers apart
         s_step(sa0, sa1, t, n_tiles, k_begin, k_end, rs, r_lo, r_hi);
         if (t + 1 < n_tiles) s_step(sa1, sa0, t + 1, n_tiles, k_begin, k_end, rs, r_lo, r_hi);
       }
@@ -287,11 +300,12 @@ struct DecodePair {
       float o[128];
 #pragma unroll
       for (int j = 0; j < 128; ++j) o[j] = 0.f;
-      const u32 p_base = dev::smem_u32(sm.p);
       for (int t = 0; t < n_tiles; ++t) {
-        dev::named_barrier_sync(kPReady, T::kThreads);
+        const int b = t & 1;
+        const u32 p_base = dev::smem_u32(sm.p[b]);
+        dev::named_barrier_sync(kPReady + b, T::kThreads);
         wait_kv(t % S);  // complete (warpgroup 0 waited before S): acquires the tile
-        const float s_lo = sm.row_scale[r_lo], s_hi = sm.row_scale[r_hi];
+        const float s_lo = sm.row_scale[b][r_lo], s_hi = sm.row_scale[b][r_hi];
         if (__any_sync(0xffffffffu, s_lo != 1.f || s_hi != 1.f)) {
 #pragma unroll
           for (int j = 0; j < 32; ++j) o[4 * j] *= s_lo, o[4 * j + 1] *= s_lo, o[4 * j + 2] *= s_hi, o[4 * j + 3] *= s_hi;
@@ -299,7 +313,7 @@ struct DecodePair {
         const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
         dev::wgmma_fence();
 #pragma unroll
-        for (int ks = 0; ks < 4; ++ks)
+        for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks)
           dev::wgmma_m64n256k16<T::kElem, 1>(o, dev::smem_desc_sw128(p_base + ks * 32, 16, 1024),
                                              dev::smem_desc_sw128(kv_base + ks * 16 * 128, T::kVLeadingBytes,
                                                                   T::kVStrideBytes));
@@ -311,7 +325,7 @@ struct DecodePair {
           tile_pages<T::kBoxes, T::kBoxRows, T::kPageSize>(p, bi, k_begin + (t + S) * T::kBlockK, k_end, pages);
         }
         dev::wgmma_wait<0>();
-        if (t + 1 < n_tiles) dev::named_barrier_arrive(kPFree, T::kThreads);
+        if (t + 2 < n_tiles) dev::named_barrier_arrive(kPFree + b, T::kThreads);
       }
       dev::grid_launch_dependents();
       dev::named_barrier_sync(kStats, T::kThreads);
