@@ -42,6 +42,16 @@
 #define FLASHMLA_PROFILE_SKIP 0
 #endif
 
+// Experiments: FLASHMLA_PAIR_CLUSTER_ACQUIRE=1 waits for the peer's S with a cluster-scope
+// acquire; FLASHMLA_PAIR_LATE_S=1 issues S(t + 1) after tile t's P hand-over instead of before
+// its exchange (so that the issue does not stall behind warpgroup 1's P V).
+#ifndef FLASHMLA_PAIR_CLUSTER_ACQUIRE
+#define FLASHMLA_PAIR_CLUSTER_ACQUIRE 0
+#endif
+#ifndef FLASHMLA_PAIR_LATE_S
+#define FLASHMLA_PAIR_LATE_S 0
+#endif
+
 namespace flashmla {
 
 template <int kPageSize_, dev::Elem kElem_>
@@ -173,7 +183,12 @@ struct DecodePair {
     if (FLASHMLA_PROFILE_SKIP & 1) return;
     const u32 b = xseq & 1u;
     const u32 bar = dev::smem_u32(&sm.xfull[b]);
-    dev::mbarrier_wait_cluster(bar, (xseq >> 1) & 1u);
+    // The st.async bytes complete on this barrier like a TMA's: the CTA-scope wait (no L1
+    // invalidation, which the cluster-scope acquire compiles to) sees them.
+    if (FLASHMLA_PAIR_CLUSTER_ACQUIRE)
+      dev::mbarrier_wait_cluster(bar, (xseq >> 1) & 1u);
+    else
+      dev::mbarrier_wait(bar, (xseq >> 1) & 1u);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float4 v = sm.x[b][j * 128 + tid];
@@ -206,8 +221,10 @@ struct DecodePair {
     constexpr int S = T::kStages;
     const int c = lane % 4;
     const bool more = t + 1 < n_tiles;
-    if (more) wait_kv((t + 1) % S);
-    issue_s(nxt, (more ? t + 1 : t) % S);
+    if (!FLASHMLA_PAIR_LATE_S) {
+      if (more) wait_kv((t + 1) % S);
+      issue_s(nxt, (more ? t + 1 : t) % S);
+    }
     receive_s(cur);
     const int k0 = k_begin + t * T::kBlockK;
     if (!(FLASHMLA_PROFILE_SKIP & 2)) mask_rows(cur, k0, rs.key_limit, c);
@@ -246,6 +263,10 @@ struct DecodePair {
     }
     dev::fence_proxy_async_smem();
     dev::named_barrier_arrive(kPReady + b, T::kThreads);
+    if (FLASHMLA_PAIR_LATE_S) {
+      if (more) wait_kv((t + 1) % S);
+      issue_s(nxt, (more ? t + 1 : t) % S);
+    }
     dev::wgmma_wait<0>();
     if (more) send_s(nxt);
   }
