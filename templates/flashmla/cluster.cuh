@@ -1,6 +1,6 @@
 // Thread-block-cluster helpers (sm_90): the CTA's rank, cluster-wide barriers, and the stores
 // and barrier waits by which two CTAs of a cluster hand data over through distributed shared
-// memory. PTX ISA 8.x: "mapa", "barrier.cluster", "st.async", "mbarrier.try_wait".
+// memory. PTX ISA 8.x: "mapa", "barrier.cluster", "st.async".
 #pragma once
 #include "flashmla/ptx.cuh"
 
@@ -33,17 +33,6 @@ __device__ __forceinline__ void st_async_v4(u32 dst, float a, float b, float c, 
   asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(dst),
                "f"(a), "f"(b), "f"(c), "f"(d), "r"(bar)
                : "memory");
-}
-
-// mbarrier wait with acquire at cluster scope (its bytes came from another CTA).
-__device__ __forceinline__ void mbarrier_wait_cluster(u32 bar, u32 parity) {
-  asm volatile(
-      "{\n.reg .pred done;\n"
-      "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
 }
 
 }  // namespace dev

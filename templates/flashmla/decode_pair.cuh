@@ -11,12 +11,17 @@
 //                     order: both get the same P, row max and sums).
 //   O_r += P V_r      warpgroup 1: 4 x wgmma m64n256k16, V_r = the K tile's latent columns r,
 //                     128 fp32 registers a thread.
-// Pipelining: warpgroup 0 issues S(t + 1) before the exchange and softmax of tile t (two S
-// accumulators, the loop unrolled by two so that ptxas sees them apart), so S runs under the
-// softmax and under warpgroup 1's P V(t - 1). K/V: 4 stages of 40 KB (this rank's 4 latent column
-// tiles, then the whole rope tile, of which this rank reads its half), TMA boxes completing on
-// one mbarrier a stage; thread kLoader of warpgroup 1 issues tile t + 3 once P V(t - 1) is done.
+// Pipelining (warpgroup 0, step t; two S accumulators, the loop unrolled by two so that ptxas
+// sees them apart): add the peer's S(t) (sent a step earlier), wait for S(t + 1) and send it,
+// softmax of tile t, store P(t), issue S(t + 2), then release P(t). S is thus queued on the
+// tensor cores ahead of warpgroup 1's P V(t) and runs under the next softmax, and each partial
+// has a whole step to cross to the peer. P is double-buffered. K/V: 4 stages of 40 KB (this
+// rank's 4 latent column tiles, then the whole rope tile, of which this rank reads its half), TMA
+// boxes completing on one mbarrier a stage; thread kLoader of warpgroup 1 issues tile t + 4 as
+// soon as every warp of warpgroup 1 has finished P V(t).
 // Each CTA writes its 256 columns of the output (fp32 partials when split; rank 0 writes lse).
+// Measured on the H100 (bench/NOTES.md, eighth session): correct, but slower than decode_wgmma
+// (b128 h_q128 s_k 4096: 359 against 268 us); the exchange costs ~50-80 us of it.
 //
 // Exchange protocol: tile x (counted over the CTA's segments, the same count in both CTAs) goes
 // into x[x % 2] of the peer, completing phase x / 2 of the peer's xfull[x % 2]. A CTA arms phase
@@ -37,20 +42,12 @@
 // Profiling only (wrong results on purpose), through FLASHMLA_NVRTC_DEFINES: FLASHMLA_PROFILE_SKIP
 // bit 0 drops the S exchange (each CTA's softmax runs on its own partial), bit 1 the softmax (P =
 // S, no mask, max or exp), bit 2 the P V wgmma, bit 3 the K/V loads (their barriers complete with
-// no bytes), bit 4 the S wgmma.
+// no bytes), bit 4 the S wgmma, bit 5 S with A from shared memory (the K tile) instead of Q's
+// registers (an RS against SS timing), bit 6 half of the S exchange's bytes.
 #ifndef FLASHMLA_PROFILE_SKIP
 #define FLASHMLA_PROFILE_SKIP 0
 #endif
 
-// Experiments: FLASHMLA_PAIR_CLUSTER_ACQUIRE=1 waits for the peer's S with a cluster-scope
-// acquire; FLASHMLA_PAIR_LATE_S=1 issues S(t + 1) after tile t's P hand-over instead of before
-// its exchange (so that the issue does not stall behind warpgroup 1's P V).
-#ifndef FLASHMLA_PAIR_CLUSTER_ACQUIRE
-#define FLASHMLA_PAIR_CLUSTER_ACQUIRE 0
-#endif
-#ifndef FLASHMLA_PAIR_LATE_S
-#define FLASHMLA_PAIR_LATE_S 0
-#endif
 
 namespace flashmla {
 
@@ -63,7 +60,8 @@ struct DecodePairTraits {
   static constexpr int kStageTiles = 5;                        // 4 latent column tiles + rope
   static constexpr int kStageBytes = kStageTiles * kTileBytes;  // 40 KB
   static constexpr int kQSteps = 18;                           // k16 steps of this rank's d_qk
-  static constexpr int kXBytes = 64 * 64 * 4;                  // one S partial (fp32)
+  static constexpr int kXParts = FLASHMLA_PROFILE_SKIP & 64 ? 4 : 8;  // 16-byte pieces a thread sends
+  static constexpr int kXBytes = kXParts * 16 * 128;             // one S partial (fp32)
   static constexpr unsigned kVLeadingBytes = kTileBytes, kVStrideBytes = 1024;
   static_assert((kPageSize & (kPageSize - 1)) == 0, "page_size is a power of two");
   static constexpr int kBoxRows = kPageSize < 64 ? kPageSize : 64, kBoxes = 64 / kBoxRows;
@@ -89,6 +87,7 @@ struct DecodePair {
   static constexpr int kPReady = 1;  // P(t), row_scale(t) written (warpgroup 0 -> 1): 1, 2
   static constexpr int kPFree = 3;   // P V(t) done: buffer t % 2 may be overwritten (1 -> 0): 3, 4
   static constexpr int kStats = 5;   // row sums and maxima of the segment written (0 -> 1)
+  static constexpr int kStageDone = 6;  // warpgroup 1's P V(t) done, its stage may be reloaded (1 only)
   static constexpr int kLoader = 128;
 
   const DecodeParams& p;
@@ -164,7 +163,10 @@ struct DecodePair {
 #pragma unroll
     for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 16 ? 0 : T::kQSteps); ++ks) {
       const u32 addr = ks < 16 ? base + (ks / 4) * T::kTileBytes + (ks % 4) * 32 : rope + (ks - 16) * 32;
-      dev::wgmma_m64n64k16_rs<T::kElem, 0>(sa, qa[ks], dev::smem_desc_sw128(addr, 16, 1024), ks > 0);
+      if (FLASHMLA_PROFILE_SKIP & 32)  // profiling: A from shared memory (the K tile itself) instead of Q's registers
+        dev::wgmma_m64n64k16<T::kElem, 0>(sa, dev::smem_desc_sw128(addr, 16, 1024), dev::smem_desc_sw128(addr, 16, 1024), ks > 0);
+      else
+        dev::wgmma_m64n64k16_rs<T::kElem, 0>(sa, qa[ks], dev::smem_desc_sw128(addr, 16, 1024), ks > 0);
     }
     dev::wgmma_commit();
   }
@@ -176,21 +178,18 @@ struct DecodePair {
     const u32 dst = dev::map_shared(dev::smem_u32(&sm.x[b][tid]), peer);
     const u32 bar = dev::map_shared(dev::smem_u32(&sm.xfull[b]), peer);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) dev::st_async_v4(dst + j * 128 * 16, sa[4 * j], sa[4 * j + 1], sa[4 * j + 2], sa[4 * j + 3], bar);
+    for (int j = 0; j < T::kXParts; ++j) dev::st_async_v4(dst + j * 128 * 16, sa[4 * j], sa[4 * j + 1], sa[4 * j + 2], sa[4 * j + 3], bar);
   }
   // Warpgroup 0: S = S_r + the peer's S, then arms the buffer's next phase.
   __device__ void receive_s(float (&sa)[32]) {
     if (FLASHMLA_PROFILE_SKIP & 1) return;
     const u32 b = xseq & 1u;
     const u32 bar = dev::smem_u32(&sm.xfull[b]);
-    // The st.async bytes complete on this barrier like a TMA's: the CTA-scope wait (no L1
-    // invalidation, which the cluster-scope acquire compiles to) sees them.
-    if (FLASHMLA_PAIR_CLUSTER_ACQUIRE)
-      dev::mbarrier_wait_cluster(bar, (xseq >> 1) & 1u);
-    else
-      dev::mbarrier_wait(bar, (xseq >> 1) & 1u);
+    // The st.async bytes complete on this barrier like a TMA's, so the CTA-scope wait sees them
+    // (a cluster-scope acquire compiles to an L1 invalidation and measured the same).
+    dev::mbarrier_wait(bar, (xseq >> 1) & 1u);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < T::kXParts; ++j) {
       const float4 v = sm.x[b][j * 128 + tid];
       sa[4 * j] += v.x, sa[4 * j + 1] += v.y, sa[4 * j + 2] += v.z, sa[4 * j + 3] += v.w;
     }
@@ -212,20 +211,20 @@ struct DecodePair {
     int key_limit[2];
   };
 
-  // Warpgroup 0, tile t of the segment: S(t) is in `cur` (this rank's part, sent); S(t + 1) is
-  // issued into `nxt` first, then tile t's exchange, softmax and P hand-over. Past the segment's
-  // last tile a dummy S on tile t is issued instead (discarded), so that every path has one S in
-  // flight: a conditional one made ptxas serialize the wgmmas (C7515).
+  // Warpgroup 0, tile t of the segment. On entry S(t) (this rank's part, already sent) is
+  // complete in `cur` and S(t + 1) is in flight into `nxt`. The step adds the peer's part of
+  // S(t) (sent a whole step ago), sends S(t + 1), runs the softmax of tile t and stores P(t),
+  // then issues S(t + 2) into `cur` before releasing P(t), so that S is queued on the tensor
+  // cores ahead of warpgroup 1's P V(t) and runs under the next softmax. Past the segment's end
+  // a dummy S on tile t is issued (discarded), so that every path has the same S in flight: a
+  // conditional one made ptxas serialize the wgmmas (C7515).
   __device__ void s_step(float (&cur)[32], float (&nxt)[32], int t, int n_tiles, int k_begin, int k_end,
                          RowState& rs, int r_lo, int r_hi) {
     constexpr int S = T::kStages;
     const int c = lane % 4;
-    const bool more = t + 1 < n_tiles;
-    if (!FLASHMLA_PAIR_LATE_S) {
-      if (more) wait_kv((t + 1) % S);
-      issue_s(nxt, (more ? t + 1 : t) % S);
-    }
     receive_s(cur);
+    dev::wgmma_wait<0>();  // S(t + 1)
+    if (t + 1 < n_tiles) send_s(nxt);
     const int k0 = k_begin + t * T::kBlockK;
     if (!(FLASHMLA_PROFILE_SKIP & 2)) mask_rows(cur, k0, rs.key_limit, c);
     float m_raw[2] = {0.f, 0.f};
@@ -262,13 +261,10 @@ struct DecodePair {
       dev::stmatrix_x4(p_base + dev::swizzle128_offset(st_row, 8 * (j + st_blk)), packed);
     }
     dev::fence_proxy_async_smem();
+    const bool more2 = t + 2 < n_tiles;
+    if (more2) wait_kv((t + 2) % S);
+    issue_s(cur, (more2 ? t + 2 : t) % S);
     dev::named_barrier_arrive(kPReady + b, T::kThreads);
-    if (FLASHMLA_PAIR_LATE_S) {
-      if (more) wait_kv((t + 1) % S);
-      issue_s(nxt, (more ? t + 1 : t) % S);
-    }
-    dev::wgmma_wait<0>();
-    if (more) send_s(nxt);
   }
 
   __device__ void run_segment(int bi, int seqlen, int tile_lo, int tile_hi, int split_idx, int n_splits) {
@@ -296,12 +292,20 @@ struct DecodePair {
       for (int j = 0; j < 32; ++j) sa0[j] = 0.f, sa1[j] = 0.f;
       wait_kv(0);
       issue_s(sa0, 0);
-      dev::wgmma_wait<0>();
+      if (n_tiles > 1) wait_kv(1);
+      issue_s(sa1, n_tiles > 1 ? 1 : 0);
+      dev::wgmma_wait<1>();
       send_s(sa0);
-      for (int t = 0; t < n_tiles; t += 2) {  // unrolled by two: ptxas must see the buffers apart
+      // Unrolled by two so that ptxas sees the buffers apart; every exit leaves the loop directly
+      // (an exit through the back edge would carry another buffer in flight into the first step,
+      // and ptxas then serializes the wgmmas: C7514).
+      for (int t = 0;; t += 2) {
         s_step(sa0, sa1, t, n_tiles, k_begin, k_end, rs, r_lo, r_hi);
-        if (t + 1 < n_tiles) s_step(sa1, sa0, t + 1, n_tiles, k_begin, k_end, rs, r_lo, r_hi);
+        if (t + 1 >= n_tiles) break;
+        s_step(sa1, sa0, t + 1, n_tiles, k_begin, k_end, rs, r_lo, r_hi);
+        if (t + 2 >= n_tiles) break;
       }
+      dev::wgmma_wait<0>();  // the dummy S past the end
       const int c = lane % 4;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
@@ -312,11 +316,11 @@ struct DecodePair {
     } else {
       int pages[T::kBoxes];
       if (tid == kLoader) {
-        for (int t = 0; t < min(S - 1, n_tiles); ++t) {
+        for (int t = 0; t < min(S, n_tiles); ++t) {
           tile_pages<T::kBoxes, T::kBoxRows, T::kPageSize>(p, bi, k_begin + t * T::kBlockK, k_end, pages);
           load_kv(k_begin + t * T::kBlockK, t, pages);
         }
-        tile_pages<T::kBoxes, T::kBoxRows, T::kPageSize>(p, bi, k_begin + (S - 1) * T::kBlockK, k_end, pages);
+        tile_pages<T::kBoxes, T::kBoxRows, T::kPageSize>(p, bi, k_begin + S * T::kBlockK, k_end, pages);
       }
       float o[128];
 #pragma unroll
@@ -339,14 +343,17 @@ struct DecodePair {
                                              dev::smem_desc_sw128(kv_base + ks * 16 * 128, T::kVLeadingBytes,
                                                                   T::kVStrideBytes));
         dev::wgmma_commit();
-        // Stage (t + 3) % 4 held tile t - 1, whose P V every thread of this warpgroup finished
-        // before the kPReady barrier above.
-        if (tid == kLoader && t + S - 1 < n_tiles) {
-          load_kv(k_begin + (t + S - 1) * T::kBlockK, (t + S - 1) % S, pages);
-          tile_pages<T::kBoxes, T::kBoxRows, T::kPageSize>(p, bi, k_begin + (t + S) * T::kBlockK, k_end, pages);
-        }
         dev::wgmma_wait<0>();
         if (t + 2 < n_tiles) dev::named_barrier_arrive(kPFree + b, T::kThreads);
+        // Stage t % 4 is free once every warp of this warpgroup has finished P V(t) (S(t) was
+        // waited for long before): tile t + 4 goes there, two steps before its S is issued.
+        if (t + S < n_tiles) {
+          dev::named_barrier_sync(kStageDone, 128);
+          if (tid == kLoader) {
+            load_kv(k_begin + (t + S) * T::kBlockK, t % S, pages);
+            tile_pages<T::kBoxes, T::kBoxRows, T::kPageSize>(p, bi, k_begin + (t + S + 1) * T::kBlockK, k_end, pages);
+          }
+        }
       }
       dev::grid_launch_dependents();
       dev::named_barrier_sync(kStats, T::kThreads);

@@ -109,3 +109,40 @@ TEST_CASE("every decode_wgmma config compiles for sm_90a without spills, with HG
   l256.block_size_q = 64, l256.block_size_k = 64, l256.num_warps = 8, l256.num_stages = 1;
   CHECK_THAT(*l256.invalid_reason(), Contains("latent_dim 512"));
 }
+
+TEST_CASE("decode_pair compiles for sm_90a without spills or serialized wgmmas, with HGMMA", "[wgmma]") {
+  std::string why;
+  if (!jit::nvrtc_available(&why)) {
+    WARN("skipped: " << why);
+    return;
+  }
+  for (int page : {16, 64})
+    for (DType dtype : {DType::bf16, DType::fp16}) {
+      KernelConfig c;
+      c.family = Family::decode_pair, c.arch = Arch::parse("sm_90a");
+      c.block_size_q = 64, c.block_size_k = 64, c.num_warps = 8, c.num_stages = 4;
+      c.page_size = page, c.dtype = dtype;
+      INFO(c.id());
+      REQUIRE_FALSE(c.invalid_reason());
+      const jit::CompileOutput out = jit::compile(c, codegen::unit_name(c), codegen::render(c));
+      const jit::KernelResources* k = out.find(codegen::kDecodeSymbol);
+      REQUIRE(k != nullptr);
+      CHECK(out.max_spill_bytes() == 0);
+      CHECK(out.log.find("are serialized") == std::string::npos);
+      if (const auto sass = sass_of(out.cubin)) {
+        // S with Q from registers (the A operand a register list), P V from shared memory, K/V by
+        // TMA, the S partials by st.async (STAS).
+        CHECK_THAT(*sass, Contains("HGMMA.64x64x16.F32") && Contains("HGMMA.64x256x16.F32"));
+        CHECK(sass->find("UTMALDG") != std::string::npos);
+        CHECK(sass->find("STAS") != std::string::npos);
+        CHECK(sass->find("LDL") == std::string::npos);
+      }
+    }
+  KernelConfig s2;
+  s2.family = Family::decode_pair, s2.arch = Arch::parse("sm_90a");
+  s2.block_size_q = 64, s2.block_size_k = 64, s2.num_warps = 8, s2.num_stages = 2;
+  CHECK_THAT(*s2.invalid_reason(), Contains("q64-k64-w8-s4"));
+  s2.num_stages = 4, s2.arch = Arch::parse("sm_80");
+  CHECK_THAT(*s2.invalid_reason(), Contains("sm_90a"));
+  CHECK(parse_family("decode_pair", "test") == Family::decode_pair);
+}
