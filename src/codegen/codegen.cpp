@@ -8,36 +8,29 @@ std::string unit_name(const KernelConfig& config) { return config.id() + ".cu"; 
 
 namespace {
 
+// A family whose traits take only the page size and element type (decode_seesaw, decode_pair):
+// its header, traits and decode entry.
+std::string paged_part(const KernelConfig& c, const char* elem, const char* family, const char* traits) {
+  return fmt::format(
+      R"(#include "flashmla/{family}.cuh"
+
+using Traits = flashmla::{traits}</*page_size*/ {page}, {elem}>;
+static_assert(sizeof(Traits::SharedPlan) == {smem}, "host and device shared-memory plans disagree");
+
+extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
+{decode}(const __grid_constant__ flashmla::DecodeParams params) {{
+  flashmla::{family}_kernel<Traits>(params);
+}}
+)",
+      fmt::arg("family", family), fmt::arg("traits", traits),
+      fmt::arg("page", c.page_size), fmt::arg("elem", elem), fmt::arg("smem", c.shared_bytes()),
+      fmt::arg("decode", kDecodeSymbol));
+}
+
 // The family's traits and decode entry; combine and metadata are shared by every family.
 std::string decode_part(const KernelConfig& c, const char* elem) {
-  if (c.family == Family::decode_pair)
-    return fmt::format(
-        R"(#include "flashmla/decode_pair.cuh"
-
-using Traits = flashmla::DecodePairTraits</*page_size*/ {page}, {elem}>;
-static_assert(sizeof(Traits::SharedPlan) == {smem}, "host and device shared-memory plans disagree");
-
-extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
-{decode}(const __grid_constant__ flashmla::DecodeParams params) {{
-  flashmla::decode_pair_kernel<Traits>(params);
-}}
-)",
-        fmt::arg("page", c.page_size), fmt::arg("elem", elem), fmt::arg("smem", c.shared_bytes()),
-        fmt::arg("decode", kDecodeSymbol));
-  if (c.family == Family::decode_seesaw)
-    return fmt::format(
-        R"(#include "flashmla/decode_seesaw.cuh"
-
-using Traits = flashmla::DecodeSeesawTraits</*page_size*/ {page}, {elem}>;
-static_assert(sizeof(Traits::SharedPlan) == {smem}, "host and device shared-memory plans disagree");
-
-extern "C" __global__ void __launch_bounds__(Traits::kThreads, 1)
-{decode}(const __grid_constant__ flashmla::DecodeParams params) {{
-  flashmla::decode_seesaw_kernel<Traits>(params);
-}}
-)",
-        fmt::arg("page", c.page_size), fmt::arg("elem", elem), fmt::arg("smem", c.shared_bytes()),
-        fmt::arg("decode", kDecodeSymbol));
+  if (c.family == Family::decode_pair) return paged_part(c, elem, "decode_pair", "DecodePairTraits");
+  if (c.family == Family::decode_seesaw) return paged_part(c, elem, "decode_seesaw", "DecodeSeesawTraits");
   if (c.family == Family::decode_wgmma)
     return fmt::format(
         R"(#include "flashmla/decode_wgmma.cuh"

@@ -243,23 +243,8 @@ struct DecodePair {
     const int b = t & 1;
     if (t >= 2) dev::named_barrier_sync(kPFree + b, T::kThreads);  // P V(t - 2) has read buffer b
     if (c == 0) sm.row_scale[b][r_lo] = scale[0], sm.row_scale[b][r_hi] = scale[1];
-    const int st_row = 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7), st_blk = lane >> 4;
-    const u32 p_base = dev::smem_u32(sm.p[b]);
-#pragma unroll
-    for (int j = 0; j < 8; j += 2) {
-      u32 packed[4];
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          const float* s2 = cur + 4 * (j + h) + 2 * i;
-          const float p0 = FLASHMLA_PROFILE_SKIP & 2 ? s2[0] : exp2_scaled(s2[0], p.scale_log2, neg_m[i]);
-          const float p1 = FLASHMLA_PROFILE_SKIP & 2 ? s2[1] : exp2_scaled(s2[1], p.scale_log2, neg_m[i]);
-          rs.l_part[i] += p0 + p1;
-          packed[2 * h + i] = dev::pack2<T::kElem>(p0, p1);
-        }
-      dev::stmatrix_x4(p_base + dev::swizzle128_offset(st_row, 8 * (j + st_blk)), packed);
-    }
+    store_p_rows<T::kElem, (FLASHMLA_PROFILE_SKIP & 2) != 0>(cur, p.scale_log2, neg_m, rs.l_part,
+                                                            dev::smem_u32(sm.p[b]), warp, lane);
     dev::fence_proxy_async_smem();
     const bool more2 = t + 2 < n_tiles;
     if (more2) wait_kv((t + 2) % S);

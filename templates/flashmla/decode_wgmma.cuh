@@ -304,25 +304,7 @@ struct DecodeWgmma {
             m_run[i] = m_new;
             neg_m[i] = -m_use;
           }
-          // P in bf16/fp16 pairs: reg (j, i) holds row i's columns 8j + 2c, +1, the fragment
-          // of one 8x8 matrix of stmatrix; four matrices (rows lo/hi x column blocks j, j+1) per
-          // stmatrix.x4, lane L addressing row L % 8 of matrix L / 8.
-          const int st_row = 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7), st_blk = lane >> 4;
-#pragma unroll
-          for (int j = 0; j < 8; j += 2) {
-            u32 packed[4];
-#pragma unroll
-            for (int h = 0; h < 2; ++h)
-#pragma unroll
-              for (int i = 0; i < 2; ++i) {
-                const float* s2 = s_acc + 4 * (j + h) + 2 * i;
-                const float p0 = exp2_scaled(s2[0], p.scale_log2, neg_m[i]);
-                const float p1 = exp2_scaled(s2[1], p.scale_log2, neg_m[i]);
-                l_part[i] += p0 + p1;
-                packed[2 * h + i] = dev::pack2<T::kElem>(p0, p1);
-              }
-            dev::stmatrix_x4(p_base + dev::swizzle128_offset(st_row, 8 * (j + st_blk)), packed);
-          }
+          store_p_rows<T::kElem>(s_acc, p.scale_log2, neg_m, l_part, p_base, warp, lane);
         }
         // P is read by wgmma next, through the async proxy, by both warpgroups. A full sync (not
         // an arrive) also orders warpgroup 0's own warps; warpgroup 1 is normally waiting here.
