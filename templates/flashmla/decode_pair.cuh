@@ -21,7 +21,7 @@
 // soon as every warp of warpgroup 1 has finished P V(t).
 // Each CTA writes its 256 columns of the output (fp32 partials when split; rank 0 writes lse).
 // Measured on the H100 (bench/NOTES.md, eighth session): correct, but slower than decode_wgmma
-// (b128 h_q128 s_k 4096: 359 against 268 us); the exchange costs ~50-80 us of it.
+// (b128 h_q128 s_k 4096: 359 against 268 us); the exchange costs ~50-90 us of it.
 //
 // Exchange protocol: tile x (counted over the CTA's segments, the same count in both CTAs) goes
 // into x[x % 2] of the peer, completing phase x / 2 of the peer's xfull[x % 2]. A CTA arms phase
