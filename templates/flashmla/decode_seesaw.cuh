@@ -79,7 +79,7 @@ struct DecodeSeesaw {
   using u32 = dev::u32;
   using Plan = typename T::SharedPlan;
   // Named barriers (256 threads: one warpgroup arrives, the other syncs), and one per warpgroup.
-  static constexpr int kScale0Ready = 1, kScale1Ready = 2, kP0Ready = 3, kWarpgroupBar = 4, kP0V0RIssued = 6;  // 4, 5: per warpgroup
+  static constexpr int kScale0Ready = 1, kP1Ready = 2, kP0Ready = 3, kWarpgroupBar = 4;
 
   const DecodeParams& p;
   Plan& sm;
@@ -185,29 +185,27 @@ struct DecodeSeesaw {
   // The first part of S: the rope tile (refilled first) and the half of V this warpgroup's own
   // buffer has refilled earlier: V_L (tiles 0-3, warpgroup 0 refills them after its P0 V0_L) in
   // buffer 0, V_R (4-7, warpgroup 1 after its P1 V1_R) in buffer 1; the other half comes last.
-  // Each tile is waited for just before its four wgmmas (as FlashMLA does), so that S starts as
-  // soon as its first refilled tile lands; ptxas fences (warpgroup.arrive) after each wait loop.
+  // The tiles' barriers are all waited for before the first wgmma: a wait loop between two
+  // wgmmas makes ptxas fence (warpgroup.arrive) before the next one.
   __device__ void qk_first(float (&s)[32], const u32 (&rq8)[4][4]) {
     const int t0 = 4 * wg;
     wait_tile(8);
+#pragma unroll
+    for (int t = 0; t < 4; ++t) wait_tile(t0 + t);
     dev::wgmma_fence();
     qk_tile(s, rq8, 8, true);
 #pragma unroll
-    for (int t = 0; t < 4; ++t) {
-      wait_tile(t0 + t);
-      qk_tile(s, rq8, t0 + t, false);
-    }
+    for (int t = 0; t < 4; ++t) qk_tile(s, rq8, t0 + t, false);
     dev::wgmma_commit();
   }
   // The rest: the other half; then the buffer's next load may be waited for.
   __device__ void qk_rest(float (&s)[32], const u32 (&rq8)[4][4]) {
     const int t0 = 4 - 4 * wg;
 #pragma unroll
-    for (int t = 0; t < 4; ++t) {
-      wait_tile(t0 + t);
-      if (t == 0) dev::wgmma_fence();
-      qk_tile(s, rq8, t0 + t, false);
-    }
+    for (int t = 0; t < 4; ++t) wait_tile(t0 + t);
+    dev::wgmma_fence();
+#pragma unroll
+    for (int t = 0; t < 4; ++t) qk_tile(s, rq8, t0 + t, false);
     dev::wgmma_commit();
     phase ^= 1;
   }
@@ -405,20 +403,17 @@ struct DecodeSeesaw {
     dev::wgmma_wait<0>();
     if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 0, 4);  // V0_L read
 
-    dev::named_barrier_sync(kScale1Ready, T::kThreads);  // scale1 and m1 published
+    dev::named_barrier_sync(kP1Ready, T::kThreads);  // scale1 and m1 published, P1 in Q's tile 8
     float scale1[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) scale1[i] = sm.scale1[i ? r_hi : r_lo], l[i] *= scale1[i];
     // P0 relative to m1, for warpgroup 1's P0 V0_R. sm.p0's last reader, warpgroup 1's P0 V0_R of
-    // the previous pair, completed before warpgroup 1 arrived at kScale1Ready.
+    // the previous pair, completed before warpgroup 1 arrived at kP1Ready.
     rescale_packed(pb, scale1);
     store_p(sm.p0, pb);
     dev::fence_proxy_async_smem();
     hand_over(kP0Ready);
     rescale(o, scale1);
-    // P1 is in Q's tile 8, and warpgroup 1's P0 V0_R is queued on the tensor cores ahead of this
-    // warpgroup's P1 V1_L (FlashMLA's rO1sP0sV0RIssued), so that V0_R is refilled early.
-    dev::named_barrier_sync(kP0V0RIssued, T::kThreads);
     if (has1) {
       if (b0 + 1 == n - 1 && tail < T::kBlockK) zero_tail_rows(1, 0, tail);
       pv_ss(o, sm.q + 8 * T::kTileBytes, 1);  // O_L += P1 V1_L
@@ -459,34 +454,28 @@ struct DecodeSeesaw {
     u32 pb[16];
     if (has1) {
       softmax(s, k1, key_limit, m0, m1, scale1, sum);
+      pack_p(s, pb);
+      store_p(sm.q + 8 * T::kTileBytes, pb);  // P1, for warpgroup 0
+      dev::fence_proxy_async_smem();
     } else {
 #pragma unroll
       for (int i = 0; i < 2; ++i) m1[i] = m0[i];
     }
     publish(sm.scale1, scale1, m1);
-    hand_over(kScale1Ready);  // warpgroup 0 may store P0 relative to m1
+    hand_over(kP1Ready);
     float scale01[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) l[i] = l[i] * scale0[i] * scale1[i] + sum[i], scale01[i] = scale0[i] * scale1[i];
     rescale(o, scale01);
     if (has1) {
-      pack_p(s, pb);
-      store_p(sm.q + 8 * T::kTileBytes, pb);  // P1, for both warpgroups' P1 V
       if (b0 + 1 == n - 1 && tail < T::kBlockK) zero_tail_rows(1, 4, tail);
-      dev::fence_proxy_async_smem();  // P1 and the zeroed rows, for the async proxy
-      dev::named_barrier_sync(kWarpgroupBar + wg, 128);
-      // O_R += P1 V1_R with P1 from shared memory, left in flight: P1 in registers would stay
-      // live under the P0 V0_R issue below and spill (ptxas: 255 registers, 40 bytes).
-      pv_ss(o, sm.q + 8 * T::kTileBytes, 1);
+      pv_rs(o, pb, 1);  // O_R += P1 V1_R
+      dev::wgmma_wait<0>();
+      if (next1 && warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 4, 8);  // V1_R read
     }
     dev::named_barrier_sync(kP0Ready, T::kThreads);  // P0, relative to m1, in sm.p0
     if (b0 == n - 1 && tail < T::kBlockK) zero_tail_rows(0, 4, tail);
-    pv_ss(o, sm.p0, 0);  // O_R += P0 V0_R, right behind P1 V1_R
-    hand_over(kP0V0RIssued);
-    if (has1) {
-      dev::wgmma_wait<1>();
-      if (next1 && warp == 0) load_tiles_warp(1, k0 + 3 * T::kBlockK, pages, 1, 4, 8);  // V1_R read
-    }
+    pv_ss(o, sm.p0, 0);  // O_R += P0 V0_R
     dev::wgmma_wait<0>();
     if (next0 && warp == 0) load_tiles_warp(0, k0 + 2 * T::kBlockK, pages, 0, 4, 8);  // V0_R read
     pages = pages_next;
