@@ -149,21 +149,23 @@ std::size_t KernelConfig::shared_bytes() const {
 int KernelConfig::accumulator_registers() const { return block_size_q * latent_dim / num_threads(); }
 
 namespace {
-// The Hopper families (decode_wgmma, decode_seesaw) share their limits but the tile shape: sm_90a
-// (wgmma, TMA), latent 512 + rope 64, q64-k64-w8 tiles, pages of 16-128 (TMA boxes of one page),
-// and the shared-memory plan within the block limit; num_stages from min_stages to 2.
+// The Hopper families (decode_wgmma, decode_seesaw, decode_pair) share their limits but the stage
+// count: sm_90a (wgmma, TMA), latent 512 + rope 64, q64-k64-w8 tiles, pages of 16-128 (TMA boxes of
+// one page), and the shared-memory plan within the block limit; num_stages from min_stages to
+// max_stages.
 std::optional<std::string> hopper_invalid_reason(const KernelConfig& c, const char* name, int min_stages,
-                                                 const char* tile_note) {
+                                                 int max_stages, const char* tile_note) {
   if (!(c.arch.sm == 90 && c.arch.accel))
     return fmt::format("{} needs sm_90a (wgmma, TMA), not {}", name, c.arch.name());
   if (c.latent_dim != 512 || c.rope_dim != 64)
     return fmt::format("{} supports latent_dim 512 with rope_dim 64 only, not {} + {}", name, c.latent_dim,
                        c.rope_dim);
   if (c.block_size_q != 64 || c.block_size_k != 64 || c.num_warps != 8 || c.num_stages < min_stages ||
-      c.num_stages > 2)
+      c.num_stages > max_stages)
     return fmt::format("{} has fixed tiles q64-k64-w8-s{}{}, not q{}-k{}-w{}-s{}", name,
-                       min_stages == 2 ? "2" : "1/2", tile_note, c.block_size_q, c.block_size_k, c.num_warps,
-                       c.num_stages);
+                       min_stages == max_stages ? fmt::format("{}", min_stages)
+                                                : fmt::format("{}/{}", min_stages, max_stages),
+                       tile_note, c.block_size_q, c.block_size_k, c.num_warps, c.num_stages);
   if (c.page_size != 16 && c.page_size != 32 && c.page_size != 64 && c.page_size != 128)
     return fmt::format("page_size = {} is not one of 16, 32, 64, 128", c.page_size);
   if (c.shared_bytes() > c.arch.max_shared_bytes())
@@ -174,20 +176,10 @@ std::optional<std::string> hopper_invalid_reason(const KernelConfig& c, const ch
 }  // namespace
 
 std::optional<std::string> KernelConfig::invalid_reason() const {
-  if (family == Family::decode_wgmma) return hopper_invalid_reason(*this, "decode_wgmma", 1, "");
-  if (family == Family::decode_seesaw) return hopper_invalid_reason(*this, "decode_seesaw", 2, " (two K buffers)");
-  if (family == Family::decode_pair) {
-    if (num_stages != 4)
-      return fmt::format("decode_pair has fixed tiles q64-k64-w8-s4, not q{}-k{}-w{}-s{}", block_size_q, block_size_k,
-                         num_warps, num_stages);
-    KernelConfig as_s2 = *this;  // the other limits are the Hopper families' (tiles checked with s2)
-    as_s2.family = Family::decode_seesaw, as_s2.num_stages = 2;
-    if (auto reason = hopper_invalid_reason(as_s2, "decode_pair", 2, " (s4 for decode_pair)")) return reason;
-    if (shared_bytes() > arch.max_shared_bytes())
-      return fmt::format("shared memory {} bytes exceeds the {} bytes a block may use on {}", shared_bytes(),
-                         arch.max_shared_bytes(), arch.name());
-    return std::nullopt;
-  }
+  if (family == Family::decode_wgmma) return hopper_invalid_reason(*this, "decode_wgmma", 1, 2, "");
+  if (family == Family::decode_seesaw)
+    return hopper_invalid_reason(*this, "decode_seesaw", 2, 2, " (two K buffers)");
+  if (family == Family::decode_pair) return hopper_invalid_reason(*this, "decode_pair", 4, 4, " (a 4-stage ring)");
   auto one_of = [](int v, std::initializer_list<int> allowed) {
     for (int a : allowed)
       if (v == a) return true;

@@ -101,18 +101,25 @@ bool programmatic_launch_enabled(const Arch& arch) {
   return arch.sm >= 90 && !disabled;
 }
 
+// cuLaunchKernelEx with one launch attribute.
+void launch_with(const CUlaunchAttribute& attr, CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
+                 unsigned smem, CUstream stream, void* params) {
+  CUlaunchConfig cfg{};
+  cfg.gridDimX = gx, cfg.gridDimY = gy, cfg.gridDimZ = gz;
+  cfg.blockDimX = threads, cfg.blockDimY = 1, cfg.blockDimZ = 1;
+  cfg.sharedMemBytes = smem;
+  cfg.hStream = stream;
+  cfg.attrs = const_cast<CUlaunchAttribute*>(&attr);
+  cfg.numAttrs = 1;
+  void* args[] = {params};
+  FLASHMLA_CU(jit::driver().cuLaunchKernelEx(&cfg, fn, args, nullptr));
+}
+
 void launch_programmatic(CUfunction fn, unsigned gx, unsigned gy, unsigned threads, CUstream stream, void* params) {
   CUlaunchAttribute attr{};
   attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
   attr.value.programmaticStreamSerializationAllowed = 1;
-  CUlaunchConfig cfg{};
-  cfg.gridDimX = gx, cfg.gridDimY = gy, cfg.gridDimZ = 1;
-  cfg.blockDimX = threads, cfg.blockDimY = 1, cfg.blockDimZ = 1;
-  cfg.hStream = stream;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  void* args[] = {params};
-  FLASHMLA_CU(jit::driver().cuLaunchKernelEx(&cfg, fn, args, nullptr));
+  launch_with(attr, fn, gx, gy, 1, threads, 0, stream, params);
 }
 
 // decode_pair: the grid in clusters of two CTAs along x (the two halves of one q tile).
@@ -121,18 +128,10 @@ void launch_pair(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned 
   CUlaunchAttribute attr{};
   attr.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
   attr.value.clusterDim.x = 2, attr.value.clusterDim.y = 1, attr.value.clusterDim.z = 1;
-  CUlaunchConfig cfg{};
-  cfg.gridDimX = gx, cfg.gridDimY = gy, cfg.gridDimZ = gz;
-  cfg.blockDimX = threads, cfg.blockDimY = 1, cfg.blockDimZ = 1;
-  cfg.sharedMemBytes = smem;
-  cfg.hStream = stream;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  void* args[] = {params};
-  FLASHMLA_CU(jit::driver().cuLaunchKernelEx(&cfg, fn, args, nullptr));
+  launch_with(attr, fn, gx, gy, gz, threads, smem, stream, params);
 }
 
-// The TMA view of k_cache (decode_wgmma, decode_seesaw): 4-D (d_qk, page row, kv head, block), innermost first,
+// The TMA view of k_cache (the sm_90a families): 4-D (d_qk, page row, kv head, block), innermost first,
 // strides in bytes; a box is 64 columns (128 bytes, the swizzle span) x min(page_size, 64) rows.
 // validate_args has checked that every stride is a multiple of 8 elements (TMA needs 16 bytes).
 void encode_k_tmap(const DecodeShape& s, const DecodeArgs& a, unsigned char (&out)[128]) {
@@ -292,7 +291,7 @@ void mla_decode(const DecodeShape& shape, const DecodeArgs& args_in, const MlaMe
   // Grid (q tile, partition, kv head): the q tiles of one partition read the same K/V tiles and
   // are launched next to each other, so they run at the same time on nearby SMs and share L2.
   if (c.family == Family::decode_pair)
-    launch_pair(module.decode, 2 * q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
+    launch_pair(module.decode, ctas_per_q_tile(c) * q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
                 static_cast<unsigned>(c.shared_bytes()), stream, &p);
   else
     launch(module.decode, q_tiles(shape, c), md.num_parts, shape.h_kv, c.num_threads(),
