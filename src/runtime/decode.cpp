@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string_view>
 #include <vector>
 
@@ -47,14 +48,18 @@ constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1
 // A short launch then leaves the lines already in L2 in place, where evicting them would write
 // the dirty ones back while it runs; a long one is better off with the whole L2. Measured on the
 // H100 (bench/NOTES.md): evict_first gains 3-4.5 us at 75-151 MB (b1, b8, b32 h_q16) and loses
-// 1-3.5 % at 302-604 MB (b64, b128 h_q16): the limit is 4 x the L2 size (200 MB there).
-// FLASHMLA_KV_EVICT_FIRST_MB=N sets it (0: never).
-std::size_t evict_first_max_bytes() {
+// 1-3.5 % at 302-604 MB (b64, b128 h_q16): the limit is 4 x the L2 size (200 MB there). Where
+// each K/V tile has exactly two readers (two q tiles per kv head, e.g. h_q 128 at s_q 1) it
+// gains 1.5-3.5 % at 302-604 MB too (b32, b64) and nothing is lost at b 96-128, so there it has
+// no limit. FLASHMLA_KV_EVICT_FIRST_MB=N sets one limit for every launch (0: never).
+std::size_t evict_first_max_bytes(int q_tiles_per_head) {
   static const long long mb = [] {
     const char* env = std::getenv("FLASHMLA_KV_EVICT_FIRST_MB");
     return env && *env ? std::max(0LL, std::atoll(env)) : -1LL;
   }();
-  return mb >= 0 ? std::size_t(mb) << 20 : 4 * jit::current_device_info().l2_bytes;
+  if (mb >= 0) return std::size_t(mb) << 20;
+  if (q_tiles_per_head == 2) return std::numeric_limits<std::size_t>::max();
+  return 4 * jit::current_device_info().l2_bytes;
 }
 
 Arch device_arch() {
@@ -235,8 +240,9 @@ MlaMetadata get_mla_metadata(const DecodeShape& shape, const int32_t* cache_seql
   p.block_size_k = config.block_size_k;
   p.overhead_tiles = split_overhead_tiles();
   p.max_seqlen = shape.max_blocks_per_seq * shape.page_size;
-  p.evict_first_max_tiles = static_cast<long long>(
-      evict_first_max_bytes() / (std::size_t(config.block_size_k) * shape.d_qk() * 2 * shape.h_kv));
+  p.evict_first_max_tiles = static_cast<long long>(std::min<std::size_t>(
+      evict_first_max_bytes(q_tiles(shape, config)) / (std::size_t(config.block_size_k) * shape.d_qk() * 2 * shape.h_kv),
+      std::numeric_limits<long long>::max()));
   launch(module.metadata, 1, 1, 1, codegen::kMetadataThreads, static_cast<unsigned>(shape.b * 4), stream, &p);
   return md;
 }
