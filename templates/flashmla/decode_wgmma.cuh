@@ -217,6 +217,7 @@ struct DecodeWgmma {
     float m_run[2] = {dev::neg_inf(), dev::neg_inf()};
     float l_part[2] = {0.f, 0.f};
     const u32 q_base = dev::smem_u32(sm.q), p_base = dev::smem_u32(sm.p);
+    const dev::u64 q_desc = dev::smem_desc_sw128(q_base, 16, 1024), p_desc = dev::smem_desc_sw128(p_base, 16, 1024);
 
     for (int t = 0; t < n_tiles; ++t) {
       if constexpr (S == 1) {
@@ -249,6 +250,9 @@ struct DecodeWgmma {
         }
       }
       const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
+      const dev::u64 k_desc = dev::smem_desc_sw128(kv_base, 16, 1024);  // S: K, K-major
+      const dev::u64 v_desc =  // P V: this warpgroup's 256 columns of V, MN-major
+          dev::smem_desc_sw128(kv_base + 4 * wg * T::kTileBytes, T::kVLeadingBytes, T::kVStrideBytes);
 
       // This thread's rows' O rescale factors: warpgroup 0 computes them (each lane of a quad the
       // same value) and keeps them in registers; warpgroup 1 reads them from shared memory after
@@ -264,9 +268,8 @@ struct DecodeWgmma {
           if (!(FLASHMLA_PROFILE_SKIP & 1024)) wait_kv(t % S, tile);
 #pragma unroll
           for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 ? 0 : 4); ++ks)
-            dev::wgmma_m64n64k16<T::kElem, 0>(
-                s_acc, dev::smem_desc_sw128(q_base + tile * T::kTileBytes + ks * 32, 16, 1024),
-                dev::smem_desc_sw128(kv_base + tile * T::kTileBytes + ks * 32, 16, 1024), 1);
+            dev::wgmma_m64n64k16<T::kElem, 0>(s_acc, dev::desc_advance(q_desc, tile * T::kTileBytes + ks * 32),
+                                              dev::desc_advance(k_desc, tile * T::kTileBytes + ks * 32), 1);
         }
         dev::wgmma_commit();
         dev::wgmma_wait<0>();
@@ -330,9 +333,8 @@ struct DecodeWgmma {
       dev::wgmma_fence();
 #pragma unroll
       for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks)
-        dev::wgmma_m64n256k16<T::kElem, 1>(o, dev::smem_desc_sw128(p_base + ks * 32, 16, 1024),
-                                           dev::smem_desc_sw128(kv_base + 4 * wg * T::kTileBytes + ks * 16 * 128,
-                                                                T::kVLeadingBytes, T::kVStrideBytes));
+        dev::wgmma_m64n256k16<T::kElem, 1>(o, dev::desc_advance(p_desc, ks * 32),
+                                           dev::desc_advance(v_desc, ks * 16 * 128));
       dev::wgmma_commit();
       dev::wgmma_wait<0>();
       // Arrivals matched by the other warpgroup's sync in iteration t + 1 (none after the last).

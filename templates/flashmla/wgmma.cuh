@@ -34,6 +34,14 @@ __device__ __forceinline__ u64 smem_desc_sw128(u32 smem_addr, u32 leading_bytes,
   return d;
 }
 
+// The descriptor d with its start address advanced by `bytes` (a multiple of 16). Only the low word
+// changes and it cannot carry: every shared-memory address >> 4 is below 2^14, the field's width.
+// Built once per operand base and advanced by constants, a descriptor costs one uniform add per
+// wgmma, where smem_desc_sw128 per wgmma costs a dependent chain of four (add, shift, mask, or).
+__device__ __forceinline__ u64 desc_advance(u64 d, u32 bytes) {
+  return (d & 0xffffffff00000000ull) | static_cast<u32>(static_cast<u32>(d) + (bytes >> 4));
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int kPending>
