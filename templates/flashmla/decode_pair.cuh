@@ -157,16 +157,17 @@ struct DecodePair {
 
   // Warpgroup 0: S_r of the tile in `stage` into sa (issued and committed, not waited for).
   __device__ void issue_s(float (&sa)[32], int stage) const {
-    const u32 base = dev::smem_u32(sm.kv[stage]);
-    const u32 rope = base + 4 * T::kTileBytes + 64 * rank;  // this rank's two k16 steps of rope
+    const dev::u64 base = dev::smem_desc_sw128(dev::smem_u32(sm.kv[stage]), 16, 1024);
+    const u32 rope = 4 * T::kTileBytes + 64 * rank;  // this rank's two k16 steps of rope
     dev::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 16 ? 0 : T::kQSteps); ++ks) {
-      const u32 addr = ks < 16 ? base + (ks / 4) * T::kTileBytes + (ks % 4) * 32 : rope + (ks - 16) * 32;
+      const dev::u64 d =
+          dev::desc_advance(base, ks < 16 ? (ks / 4) * T::kTileBytes + (ks % 4) * 32 : rope + (ks - 16) * 32);
       if (FLASHMLA_PROFILE_SKIP & 32)  // profiling: A from shared memory (the K tile itself) instead of Q's registers
-        dev::wgmma_m64n64k16<T::kElem, 0>(sa, dev::smem_desc_sw128(addr, 16, 1024), dev::smem_desc_sw128(addr, 16, 1024), ks > 0);
+        dev::wgmma_m64n64k16<T::kElem, 0>(sa, d, d, ks > 0);
       else
-        dev::wgmma_m64n64k16_rs<T::kElem, 0>(sa, qa[ks], dev::smem_desc_sw128(addr, 16, 1024), ks > 0);
+        dev::wgmma_m64n64k16_rs<T::kElem, 0>(sa, qa[ks], d, ks > 0);
     }
     dev::wgmma_commit();
   }
@@ -320,13 +321,12 @@ struct DecodePair {
 #pragma unroll
           for (int j = 0; j < 32; ++j) o[4 * j] *= s_lo, o[4 * j + 1] *= s_lo, o[4 * j + 2] *= s_hi, o[4 * j + 3] *= s_hi;
         }
-        const u32 kv_base = dev::smem_u32(sm.kv[t % S]);
+        const dev::u64 p_desc = dev::smem_desc_sw128(p_base, 16, 1024),
+                       v_desc = dev::smem_desc_sw128(dev::smem_u32(sm.kv[t % S]), T::kVLeadingBytes, T::kVStrideBytes);
         dev::wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks)
-          dev::wgmma_m64n256k16<T::kElem, 1>(o, dev::smem_desc_sw128(p_base + ks * 32, 16, 1024),
-                                             dev::smem_desc_sw128(kv_base + ks * 16 * 128, T::kVLeadingBytes,
-                                                                  T::kVStrideBytes));
+          dev::wgmma_m64n256k16<T::kElem, 1>(o, dev::desc_advance(p_desc, ks * 32), dev::desc_advance(v_desc, ks * 16 * 128));
         dev::wgmma_commit();
         dev::wgmma_wait<0>();
         if (t + 2 < n_tiles) dev::named_barrier_arrive(kPFree + b, T::kThreads);

@@ -170,15 +170,15 @@ struct DecodeSeesaw {
   // s (+)= Q K^T over column tile t of buffer wg (its TMA has landed). zero: t is the rope tile
   // (8), which starts S (its first wgmma overwrites s) and takes Q from registers.
   __device__ void qk_tile(float (&s)[32], const u32 (&rq8)[4][4], int t, bool zero) {
-    const u32 q_base = dev::smem_u32(sm.q), k_base = dev::smem_u32(sm.kv[wg]);
+    const dev::u64 q_desc = desc_k(dev::smem_u32(sm.q)), k_desc = desc_k(dev::smem_u32(sm.kv[wg]));
 #pragma unroll
     for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 && !zero ? 0 : 4); ++ks) {
       const int acc = zero && ks == 0 ? 0 : 1;
-      const dev::u64 kd = desc_k(k_base + t * T::kTileBytes + ks * 32);
+      const dev::u64 kd = dev::desc_advance(k_desc, t * T::kTileBytes + ks * 32);
       if (zero)  // only the rope tile starts S
         dev::wgmma_m64n64k16_rs<T::kElem, 0>(s, rq8[ks], kd, acc);
       else
-        dev::wgmma_m64n64k16<T::kElem, 0>(s, desc_k(q_base + t * T::kTileBytes + ks * 32), kd, acc);
+        dev::wgmma_m64n64k16<T::kElem, 0>(s, dev::desc_advance(q_desc, t * T::kTileBytes + ks * 32), kd, acc);
     }
   }
   __device__ void wait_tile(int t) { dev::mbarrier_wait(dev::smem_u32(&sm.bar[wg][t]), phase); }
@@ -212,21 +212,21 @@ struct DecodeSeesaw {
 
   // o += P V over this warpgroup's 256 columns of buffer buf; P from registers or smem.
   __device__ void pv_rs(float (&o)[128], const u32 (&pb)[16], int buf) {
-    const u32 v = dev::smem_u32(sm.kv[buf]) + 4 * wg * T::kTileBytes;
+    const dev::u64 v_desc = desc_v(dev::smem_u32(sm.kv[buf]) + 4 * wg * T::kTileBytes);
     dev::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks) {
       const u32 a[4] = {pb[4 * ks], pb[4 * ks + 1], pb[4 * ks + 2], pb[4 * ks + 3]};
-      dev::wgmma_m64n256k16_rs<T::kElem, 1>(o, a, desc_v(v + ks * 16 * 128));
+      dev::wgmma_m64n256k16_rs<T::kElem, 1>(o, a, dev::desc_advance(v_desc, ks * 16 * 128));
     }
     dev::wgmma_commit();
   }
   __device__ void pv_ss(float (&o)[128], const unsigned char* p_tile, int buf) {
-    const u32 v = dev::smem_u32(sm.kv[buf]) + 4 * wg * T::kTileBytes, pa = dev::smem_u32(p_tile);
+    const dev::u64 v_desc = desc_v(dev::smem_u32(sm.kv[buf]) + 4 * wg * T::kTileBytes), p_desc = desc_k(dev::smem_u32(p_tile));
     dev::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 4 ? 0 : 4); ++ks)
-      dev::wgmma_m64n256k16<T::kElem, 1>(o, desc_k(pa + ks * 32), desc_v(v + ks * 16 * 128));
+      dev::wgmma_m64n256k16<T::kElem, 1>(o, dev::desc_advance(p_desc, ks * 32), dev::desc_advance(v_desc, ks * 16 * 128));
     dev::wgmma_commit();
   }
 
