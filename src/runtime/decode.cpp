@@ -43,23 +43,14 @@ int split_overhead_tiles() {
 
 constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
-// decode_wgmma streams K/V with the L2 evict_first policy when a launch reads at most this many
-// bytes of it (the metadata kernel decides from the sequence lengths), with the default one above.
-// A short launch then leaves the lines already in L2 in place, where evicting them would write
-// the dirty ones back while it runs; a long one is better off with the whole L2. Measured on the
-// H100 (bench/NOTES.md): evict_first gains 3-4.5 us at 75-151 MB (b1, b8, b32 h_q16) and loses
-// 1-3.5 % at 302-604 MB (b64, b128 h_q16): the limit is 4 x the L2 size (200 MB there). Where
-// each K/V tile has exactly two readers (two q tiles per kv head, e.g. h_q 128 at s_q 1) it
-// gains 1.5-3.5 % at 302-604 MB too (b32, b64) and nothing is lost at b 96-128, so there it has
-// no limit. FLASHMLA_KV_EVICT_FIRST_MB=N sets one limit for every launch (0: never).
+// decode_wgmma's K/V L2 policy: the limit kv_evict_first_limit (dispatch.hpp) gives, with
+// FLASHMLA_KV_EVICT_FIRST_MB (read once) as the override.
 std::size_t evict_first_max_bytes(int q_tiles_per_head) {
   static const long long mb = [] {
     const char* env = std::getenv("FLASHMLA_KV_EVICT_FIRST_MB");
     return env && *env ? std::max(0LL, std::atoll(env)) : -1LL;
   }();
-  if (mb >= 0) return std::size_t(mb) << 20;
-  if (q_tiles_per_head == 2) return std::numeric_limits<std::size_t>::max();
-  return 4 * jit::current_device_info().l2_bytes;
+  return runtime::kv_evict_first_limit(q_tiles_per_head, jit::current_device_info().l2_bytes, mb);
 }
 
 Arch device_arch() {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <limits>
 #include <span>
 
 namespace flashmla::runtime {
@@ -32,6 +33,12 @@ std::string family_summary(Arch arch) {
     return "decode_wgmma for latent_dim 512 (bf16, fp16; page 16-128) with >= 16 query rows per kv head; "
            "decode_mma for latent_dim 256 and fewer rows";
   return fmt::format("decode_mma (decode_wgmma needs sm_90a, this is {})", arch.name());
+}
+
+std::size_t kv_evict_first_limit(int q_tiles_per_head, std::size_t l2_bytes, long long env_mb) {
+  if (env_mb >= 0) return static_cast<std::size_t>(env_mb) << 20;
+  if (q_tiles_per_head == 2) return std::numeric_limits<std::size_t>::max();
+  return 4 * l2_bytes;
 }
 
 KernelConfig heuristic_config(const DecodeShape& s, Arch arch) {

@@ -6,6 +6,7 @@
 #include "test_support.hpp"
 
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <random>
 #include <string>
@@ -97,6 +98,18 @@ TEST_CASE("rows_per_kv_head flattens s_q x h_q / h_kv", "[dispatch]") {
   CHECK(runtime::rows_per_kv_head(shape_of(128, 1, 1, 512, 64, DType::bf16)) == 128);
   CHECK(runtime::rows_per_kv_head(shape_of(128, 2, 2, 512, 64, DType::bf16)) == 128);
   CHECK(runtime::rows_per_kv_head(shape_of(3, 4, 1, 512, 64, DType::bf16)) == 12);
+}
+
+TEST_CASE("kv_evict_first_limit: 4 x L2, no limit with two readers, the override for every launch", "[dispatch]") {
+  const std::size_t l2 = std::size_t(50) << 20, none = std::numeric_limits<std::size_t>::max();
+  CHECK(runtime::kv_evict_first_limit(1, l2, -1) == 4 * l2);
+  CHECK(runtime::kv_evict_first_limit(2, l2, -1) == none);
+  CHECK(runtime::kv_evict_first_limit(3, l2, -1) == 4 * l2);
+  CHECK(runtime::kv_evict_first_limit(4, l2, -1) == 4 * l2);
+  for (int q_tiles : {1, 2, 4}) {
+    CHECK(runtime::kv_evict_first_limit(q_tiles, l2, 0) == 0);
+    CHECK(runtime::kv_evict_first_limit(q_tiles, l2, 200) == std::size_t(200) << 20);
+  }
 }
 
 TEST_CASE("select_config: pinned config, then FLASHMLA_CONFIG, then the heuristic", "[dispatch]") {
