@@ -37,7 +37,8 @@
 // fence before kPReady, bit 7 the block-table reads in the loop, bit 8 (with bit 1) the P stores,
 // bit 9 the output's bulk copies (wgmma_store.cuh), bit 10 S's per-column-tile waits, which move
 // to after S (the loads and their traffic stay; their latency leaves S's path: a variant that
-// tells latency from traffic, bench/NOTES.md).
+// tells latency from traffic, bench/NOTES.md), bit 12 Q's load and bit 13 tile 0's in every
+// segment but a partition's first (what prefetching them across the boundary could save at most).
 #ifndef FLASHMLA_PROFILE_SKIP
 #define FLASHMLA_PROFILE_SKIP 0
 #endif
@@ -120,6 +121,7 @@ struct DecodeWgmma {
   // stage's mbarrier. (cp.async, 4608 16-byte copies per tile, kept one tile in flight per SM
   // from landing in time: bench/NOTES.md.)
   static constexpr int kLoader = 128;
+  bool later_segment = false;  // profiling bits 4096 / 8192: not the partition's first segment
   u32 phase = 0;  // bit s: the parity stage s's barriers complete next (next_load flips it per load)
 
   // Thread kLoader: the cache blocks of the boxes of the tile at k0 (-1: past k_end, not loaded),
@@ -200,11 +202,13 @@ struct DecodeWgmma {
     }
 
     __syncthreads();  // the previous segment no longer reads shared memory
+    if (!((FLASHMLA_PROFILE_SKIP & 4096) && later_segment))
     load_q_sw128<T::kThreads, T::kTiles>(p, sm.q, bi, row0, rows_total, hpk, kv_head, tid);
     dev::cp_async_commit();
     int pages[T::kBoxes];  // thread kLoader: the blocks of the next tile to load
     if (tid == kLoader) {
       fetch_pages(bi, k_begin, k_end, pages);
+      if ((FLASHMLA_PROFILE_SKIP & 8192) && later_segment) pages[0] = -1;
       if (S > 1 && n_tiles > 0) {
         load_kv(k_begin, 0, pages);
         fetch_pages(bi, k_begin + T::kBlockK, k_end, pages);
@@ -345,6 +349,7 @@ struct DecodeWgmma {
           dev::named_barrier_arrive(kPFree, T::kThreads);
       }
     }
+    later_segment = true;
     dev::cp_async_wait<0>();  // a segment with no tiles still has Q in flight
     dev::grid_launch_dependents();  // the combine may launch while this CTA stores its output
 #if FLASHMLA_TIMELINE
