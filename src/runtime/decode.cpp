@@ -146,6 +146,30 @@ void encode_k_tmap(const DecodeShape& s, const DecodeArgs& a, unsigned char (&ou
   std::memcpy(out, &map, sizeof(map));
 }
 
+// The TMA view of q for decode_wgmma (params.cuh, q_tmap): 4-D (d_qk, h_q, s_q, b), strides in
+// bytes; a box is one 64-column tile of a q tile's 64 rows (row = s * hpk + head). Used where the
+// heads per kv head (hpk) are a multiple of 64, so that a q tile is 64 heads of one token; returns
+// false otherwise and the kernel loads q by cp.async. (Boxes of 64 / hpk whole tokens would serve
+// the divisors of 64 too; measured at h_q 16, b32 s_k 4096: 70.65 us against 70.4 by cp.async,
+// within noise but not better, so they keep cp.async. bench/NOTES.md)
+bool encode_q_tmap(const DecodeShape& s, const DecodeArgs& a, unsigned char (&out)[128]) {
+  const int hpk = s.h_q / s.h_kv;
+  if (hpk % 64 != 0) return false;
+  const int box_heads = 64;
+  const cuuint64_t dims[4] = {cuuint64_t(s.d_qk()), cuuint64_t(s.h_q), cuuint64_t(s.s_q), cuuint64_t(s.b)};
+  const cuuint64_t strides[3] = {cuuint64_t(a.q_strides[2]) * 2, cuuint64_t(a.q_strides[1]) * 2,
+                                 cuuint64_t(a.q_strides[0]) * 2};
+  const cuuint32_t box[4] = {64, cuuint32_t(box_heads), cuuint32_t(64 / box_heads), 1};
+  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+  CUtensorMap map;
+  FLASHMLA_CU(jit::driver().cuTensorMapEncodeTiled(
+      &map, s.dtype == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+      const_cast<void*>(a.q), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
+  std::memcpy(out, &map, sizeof(map));
+  return true;
+}
+
 std::size_t metadata_bytes(const DecodeShape& s, int num_parts) {
   return align_up(std::size_t(num_parts) * kSchedWords * 4, 256) + align_up(std::size_t(s.b + 1) * 4, 256);
 }
@@ -285,6 +309,11 @@ void mla_decode(const DecodeShape& shape, const DecodeArgs& args_in, const MlaMe
   const float scale = a.softmax_scale > 0.f ? a.softmax_scale : 1.f / std::sqrt(float(shape.d_qk()));
   p.scale_log2 = scale * 1.4426950408889634f;
   if (c.family != Family::decode_mma) encode_k_tmap(shape, a, p.k_tmap);
+  static const bool q_tma_off = [] {  // FLASHMLA_Q_TMA=0: decode_wgmma loads q by cp.async (README)
+    const char* env = std::getenv("FLASHMLA_Q_TMA");
+    return env && std::string_view(env) == "0";
+  }();
+  if (c.family == Family::decode_wgmma && !q_tma_off) p.q_tma = encode_q_tmap(shape, a, p.q_tmap) ? 1 : 0;
   // Grid (q tile, partition, kv head): the q tiles of one partition read the same K/V tiles and
   // are launched next to each other, so they run at the same time on nearby SMs and share L2.
   if (c.family == Family::decode_pair)

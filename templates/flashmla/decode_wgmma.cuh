@@ -9,7 +9,9 @@
 //   softmax       warpgroup 0: P = exp2(S - m) -> shared memory (swizzled, the A operand of
 //                 P V), per-row rescale factors -> shared memory.
 //   loads         one thread of warpgroup 1 issues each K/V tile as TMA boxes (tensor map
-//                 p.k_tmap) completing on the stage's mbarrier; Q comes by cp.async.
+//                 p.k_tmap) completing on the stage's mbarrier; Q comes by TMA too (p.q_tmap,
+//                 an mbarrier per column tile, which S(0) waits for one by one) where the host
+//                 set p.q_tma, else by cp.async.
 //   O += P V      both: warpgroup h owns output columns [256h, 256h + 256) in 128 fp32
 //                 registers; 4 x wgmma m64n256k16 with V read from the K tile (MN-major B).
 // Per tile t (2 stages), no CTA barrier: warpgroup 1 waits until warpgroup 0's P V(t - 1) is
@@ -83,6 +85,7 @@ struct DecodeWgmmaTraits {
     float row_sum[kBlockQ];
     float row_m[kBlockQ];
     unsigned long long full[kStages][kTiles];  // mbarriers: column tile j of a stage has landed
+    unsigned long long qfull[kTiles];          // mbarriers: column tile j of Q has landed (p.q_tma)
   };
 };
 
@@ -122,6 +125,19 @@ struct DecodeWgmma {
   // from landing in time: bench/NOTES.md.)
   static constexpr int kLoader = 128;
   bool later_segment = false;  // profiling bits 4096 / 8192: not the partition's first segment
+  u32 q_phase = 0;             // the parity Q's barriers complete next (p.q_tma; flips per segment)
+
+  // Thread kLoader: the segment's Q tile by TMA (p.q_tmap), column tile j completing on qfull[j], so
+  // that S(0) starts on Q's first column tile instead of after all of Q and a CTA barrier.
+  __device__ void load_q_tma(int bi) const {
+    const int c1 = kv_head * hpk + row0 % hpk, c2 = row0 / hpk;  // first head and token of the tile
+#pragma unroll
+    for (int tile = 0; tile < T::kTiles; ++tile) {
+      const u32 bar = dev::smem_u32(&sm.qfull[tile]);
+      dev::mbarrier_arrive_expect_tx(bar, T::kTileBytes);
+      dev::tma_load_4d(dev::smem_u32(sm.q + tile * T::kTileBytes), p.q_tmap, tile * 64, c1, c2, bi, bar);
+    }
+  }
   u32 phase = 0;  // bit s: the parity stage s's barriers complete next (next_load flips it per load)
 
   // Thread kLoader: the cache blocks of the boxes of the tile at k0 (-1: past k_end, not loaded),
@@ -202,8 +218,12 @@ struct DecodeWgmma {
     }
 
     __syncthreads();  // the previous segment no longer reads shared memory
-    if (!((FLASHMLA_PROFILE_SKIP & 4096) && later_segment))
-    load_q_sw128<T::kThreads, T::kTiles>(p, sm.q, bi, row0, rows_total, hpk, kv_head, tid);
+    if ((FLASHMLA_PROFILE_SKIP & 4096) && later_segment) {
+    } else if (p.q_tma) {
+      if (tid == kLoader) load_q_tma(bi);
+    } else {
+      load_q_sw128<T::kThreads, T::kTiles>(p, sm.q, bi, row0, rows_total, hpk, kv_head, tid);
+    }
     dev::cp_async_commit();
     int pages[T::kBoxes];  // thread kLoader: the blocks of the next tile to load
     if (tid == kLoader) {
@@ -234,7 +254,7 @@ struct DecodeWgmma {
       // Q resident (its cp.async is a generic-proxy write that wgmma reads through the async
       // proxy: fenced). Tile t's column tiles are waited for one by one as S reaches them.
       const int k0 = k_begin + t * T::kBlockK;
-      if (t == 0) {
+      if (t == 0 && !p.q_tma) {
         dev::cp_async_wait<0>();
         dev::fence_proxy_async_smem();
         if constexpr (S > 1) __syncthreads();
@@ -270,6 +290,8 @@ struct DecodeWgmma {
 #pragma unroll
         for (int tile = 0; tile < T::kTiles; ++tile) {
           if (!(FLASHMLA_PROFILE_SKIP & 1024)) wait_kv(t % S, tile);
+          if (t == 0 && p.q_tma && !((FLASHMLA_PROFILE_SKIP & 4096) && later_segment))
+            dev::mbarrier_wait(dev::smem_u32(&sm.qfull[tile]), q_phase);
 #pragma unroll
           for (int ks = 0; ks < (FLASHMLA_PROFILE_SKIP & 1 ? 0 : 4); ++ks)
             dev::wgmma_m64n64k16<T::kElem, 0>(s_acc, dev::desc_advance(q_desc, tile * T::kTileBytes + ks * 32),
@@ -349,6 +371,7 @@ struct DecodeWgmma {
           dev::named_barrier_arrive(kPFree, T::kThreads);
       }
     }
+    q_phase ^= p.q_tma && !((FLASHMLA_PROFILE_SKIP & 4096) && later_segment) ? 1u : 0u;  // Q was loaded and waited
     later_segment = true;
     dev::cp_async_wait<0>();  // a segment with no tiles still has Q in flight
     dev::grid_launch_dependents();  // the combine may launch while this CTA stores its output
@@ -386,6 +409,7 @@ __device__ __forceinline__ void decode_wgmma_body(const DecodeParams& p) {
     dev::prefetch_tensormap(p.k_tmap);
     for (int s = 0; s < T::kStages; ++s)
       for (int j = 0; j < T::kTiles; ++j) dev::mbarrier_init(dev::smem_u32(&cta.sm.full[s][j]), 1);
+    for (int j = 0; j < T::kTiles; ++j) dev::mbarrier_init(dev::smem_u32(&cta.sm.qfull[j]), 1);
     dev::fence_mbarrier_init();
   }
   __syncthreads();

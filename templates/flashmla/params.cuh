@@ -35,6 +35,11 @@ struct DecodeParams {
   // decode_seesaw only: k_cache's CUtensorMap, encoded by the host (cuTensorMapEncodeTiled): 4-D
   // (d_qk, page row, kv head, block), box 64 columns x min(page_size, 64) rows, 128B swizzle.
   alignas(64) unsigned char k_tmap[128];
+  // decode_wgmma only, when q_tma is 1: q's CUtensorMap, 4-D (d_qk, h_q, s_q, b), box 64 columns x
+  // 64 heads x 1 x 1, 128B swizzle: one box is one 64-column tile of a q tile's 64 rows (row =
+  // s * hpk + head). The host sets q_tma where hpk is a multiple of 64 (decode.cpp).
+  alignas(64) unsigned char q_tmap[128];
+  int q_tma;
 };
 
 struct MetadataParams {
