@@ -219,7 +219,9 @@ struct DecodeWgmma {
 
     __syncthreads();  // the previous segment no longer reads shared memory
     if ((FLASHMLA_PROFILE_SKIP & 4096) && later_segment) {
+      // profiling: no Q load (the staged output's bytes stand in for it)
     } else if (p.q_tma) {
+      // S(0) waits for it: a segment always has tiles (for_each_segment skips empty ranges).
       if (tid == kLoader) load_q_tma(bi);
     } else {
       load_q_sw128<T::kThreads, T::kTiles>(p, sm.q, bi, row0, rows_total, hpk, kv_head, tid);
