@@ -6,7 +6,9 @@
 #
 #   tools/device-check.sh [out_dir]      (default: $OUT, else ./device-check-out)
 #
-# Environment: FLASHMLA_COMMIT (recorded commit; default: git rev-parse), CUDA_HOME.
+# Environment: FLASHMLA_COMMIT (recorded commit; default: git rev-parse, with "-dirty" appended
+# when the tracked files differ from that commit, as on a copy whose git metadata is stale: pass
+# FLASHMLA_COMMIT there), CUDA_HOME.
 # Catch2 v2 is taken from .deps/catch2/usr when present (Debian's package, unpacked there by
 # `apt-get download catch2 && dpkg -x`), since the GPU machine ships Catch2 v3.
 set -uo pipefail
@@ -14,7 +16,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-${OUT:-$root/device-check-out}}
 mkdir -p "$out"
 build=$root/build-device
-commit=${FLASHMLA_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+if [ -z "${FLASHMLA_COMMIT:-}" ]; then
+  commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  if [ "$commit" != unknown ] && ! git -C "$root" diff --quiet HEAD -- 2>/dev/null; then commit="$commit-dirty"; fi
+else
+  commit=$FLASHMLA_COMMIT
+fi
 export FLASHMLA_CACHE_DIR=$build/kernel-cache
 
 prefix=""
